@@ -1,0 +1,230 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+
+	"github.com/ncruces/go-sqlite3"
+	"github.com/ncruces/go-sqlite3/util/vfsutil"
+	"github.com/ncruces/go-sqlite3/vfs"
+)
+
+// maybeCheckpoint restarts the WAL once its current generation holds
+// Options.CheckpointFrames frames, all of them replicated.
+//
+// The pin stops everyone else from restarting the WAL, so walsync owns WAL
+// restarts (an application's RESTART or TRUNCATE checkpoint returns busy,
+// as with Litestream's read transaction). The sequence below hands the
+// restart back to SQLite without a window in which a frame can be lost:
+//
+//  1. With the read-mark slot still held, a PASSIVE checkpoint copies every
+//     frame into the database file (the slot's mark does not limit it).
+//  2. Take the WAL write lock: no writer can append or restart now.
+//     Capture every committed frame not yet replicated (normally none).
+//  3. Take READ_LOCK(0), release the slot, release the write lock. From now
+//     on no checkpoint can copy frames, so only a fully copied generation
+//     can be restarted, and every frame of it has been captured in step 2.
+//     The next writer restarts the WAL; the new generation cannot be
+//     restarted in turn until walsync has read it and swapped READ_LOCK(0)
+//     back for a slot (DB.repin).
+//  4. A TRUNCATE checkpoint shrinks the WAL file. It succeeds only if
+//     nothing was written since step 2; a gate on the WAL's Truncate call
+//     captures any committed frame not yet replicated before it is lost.
+func (d *DB) maybeCheckpoint(ctx context.Context) error {
+	frames := (d.pos.Offset - WALHeaderSize) / (WALFrameHeaderSize + int64(d.walPageSize()))
+	if d.pos.IsZero() || d.newGenOK || frames < int64(d.r.opts.CheckpointFrames) || len(d.pending) > 0 {
+		return nil
+	}
+	conn, err := openCheckpointConn(ctx, d.path)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	defer conn.Close()
+
+	if _, log, done, err := walCheckpoint(conn, "PASSIVE"); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	} else if done < log {
+		return nil // a reader still needs older frames; try again later
+	}
+	if err := d.pin.lockWriter(); errors.Is(err, errLockBusy) {
+		return nil // a writer is active; try again later
+	} else if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	err = d.captureTail()
+	if err == nil {
+		err = d.pin.lockZero()
+	}
+	if err == nil {
+		err = d.pin.unlockSlot()
+	}
+	if uerr := d.pin.unlockWriter(); err == nil {
+		err = uerr
+	}
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	d.newGenOK = true
+	d.r.stats.checkpoints.Add(1)
+
+	unregister := setGate(d.walPath, func() error {
+		if err := d.captureTail(); err != nil {
+			d.discontinuity("capture before WAL truncate failed: " + err.Error())
+		}
+		return nil
+	})
+	_, _, _, err = walCheckpoint(conn, "TRUNCATE")
+	unregister()
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return d.uploadPending(ctx)
+}
+
+// captureTail captures the committed frames after the replicated position
+// into a pending segment, before the WAL can be restarted or truncated.
+func (d *DB) captureTail() error {
+	wal, err := openWAL(d.walPath)
+	if err != nil || wal == nil {
+		return err
+	}
+	defer wal.f.Close()
+	if !d.pos.sameGen(wal.hdr) || wal.size < d.pos.Offset {
+		return nil // nothing of the replicated generation left to capture
+	}
+	scan, err := scanWAL(wal.f, wal.hdr, d.pos, 0)
+	if err != nil || scan.empty() {
+		return err
+	}
+	seg, err := d.newSegment(scan)
+	if err != nil {
+		return err
+	}
+	d.pending = append(d.pending, seg)
+	d.txid = seg.maxTXID
+	d.pos = scan.end
+	return nil
+}
+
+// walPageSize returns the page size of the current WAL generation.
+func (d *DB) walPageSize() uint32 {
+	if wal, err := openWAL(d.walPath); err == nil && wal != nil {
+		wal.f.Close()
+		return wal.hdr.PageSize
+	}
+	return 4096
+}
+
+// walCheckpoint runs PRAGMA wal_checkpoint(mode) and returns its busy flag,
+// the number of frames in the WAL and the number copied to the database.
+func walCheckpoint(conn *sqlite3.Conn, mode string) (busy bool, log, done int, err error) {
+	stmt, _, err := conn.Prepare("PRAGMA wal_checkpoint(" + mode + ")")
+	if err != nil {
+		return false, 0, 0, err
+	}
+	defer stmt.Close()
+	if !stmt.Step() {
+		return false, 0, 0, errors.Join(stmt.Err(), errors.New("wal_checkpoint returned no row"))
+	}
+	return stmt.ColumnInt(0) != 0, stmt.ColumnInt(1), stmt.ColumnInt(2), stmt.Err()
+}
+
+// withReadTxn runs fn while a short-lived SQLite connection holds a read
+// transaction on the database, which opens (and if needed rebuilds) its
+// WAL-index the way SQLite requires.
+func withReadTxn(ctx context.Context, path string, fn func() error) error {
+	conn, err := openCheckpointConn(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.Exec("BEGIN"); err != nil {
+		return err
+	}
+	stmt, _, err := conn.Prepare("SELECT count(*) FROM sqlite_schema")
+	if err != nil {
+		return err
+	}
+	if !stmt.Step() {
+		err = errors.Join(stmt.Err(), errors.New("read schema: no row"))
+	}
+	if err == nil {
+		err = fn()
+	}
+	return errors.Join(err, stmt.Close(), conn.Exec("ROLLBACK"))
+}
+
+// openCheckpointConn opens a connection through the gate VFS.
+func openCheckpointConn(ctx context.Context, path string) (*sqlite3.Conn, error) {
+	registerGate()
+	u := url.URL{Scheme: "file", Path: path, RawQuery: "vfs=" + gateVFSName}
+	conn, err := sqlite3.OpenContext(ctx, u.String())
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return conn, nil
+}
+
+// The gate VFS is the OS VFS with one change: before a WAL file is
+// truncated to zero, the callback registered for it runs, while SQLite
+// holds the WAL write lock and every read lock.
+const gateVFSName = "walsync-gate"
+
+var gate struct {
+	once sync.Once
+	mu   sync.Mutex
+	fns  map[string]func() error // +checklocks:mu, by WAL path
+}
+
+func registerGate() {
+	gate.once.Do(func() {
+		gate.fns = make(map[string]func() error)
+		vfs.Register(gateVFSName, gateVFS{vfs.Find("")})
+	})
+}
+
+// setGate registers fn for walPath until the returned func is called.
+func setGate(walPath string, fn func() error) (unregister func()) {
+	gate.mu.Lock()
+	gate.fns[walPath] = fn
+	gate.mu.Unlock()
+	return func() {
+		gate.mu.Lock()
+		delete(gate.fns, walPath)
+		gate.mu.Unlock()
+	}
+}
+
+type gateVFS struct{ vfs.VFS }
+
+func (g gateVFS) OpenFilename(name *vfs.Filename, flags vfs.OpenFlag) (vfs.File, vfs.OpenFlag, error) {
+	f, flags, err := vfsutil.WrapOpenFilename(g.VFS, name, flags)
+	if err != nil || flags&vfs.OPEN_WAL == 0 || name == nil {
+		return f, flags, err
+	}
+	return &gateFile{File: f, path: name.String()}, flags, nil
+}
+
+type gateFile struct {
+	vfs.File
+	path string
+}
+
+func (f *gateFile) Truncate(size int64) error {
+	if size == 0 {
+		gate.mu.Lock()
+		fn := gate.fns[f.path]
+		gate.mu.Unlock()
+		if fn != nil {
+			if err := fn(); err != nil {
+				return err // keep the frames: SQLite reports the failed truncate
+			}
+		}
+	}
+	return f.File.Truncate(size)
+}
+
+func (f *gateFile) Unwrap() vfs.File { return f.File }

@@ -1,0 +1,405 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/superfly/ltx"
+)
+
+// DB is one database replicated by a [Replicator]. While idle it holds only
+// this struct and the two locked descriptors of its pin.
+type DB struct {
+	r       *Replicator
+	path    string
+	name    string
+	walPath string
+	shmPath string
+
+	sched schedState // guarded by scheduler.mu
+
+	mu         chanMutex // serialises sync, snapshot and checkpoint
+	opened     bool
+	pin        pin
+	ino        uint64
+	pos        WALPos     // next frame to replicate in the current generation
+	newGenOK   bool       // the next WAL generation seen continues the chain
+	txid       ltx.TXID   // last TXID in the target
+	lastTS     int64      // timestamp (ms) of the last file uploaded
+	snapAt     time.Time  // time of the last snapshot
+	snapReason string     // non-empty: a snapshot is needed, and why
+	pending    []*segment // captured, not yet uploaded, in TXID order
+}
+
+func newDB(r *Replicator, path, name string) *DB {
+	return &DB{r: r, path: path, name: name, walPath: path + "-wal", shmPath: path + "-shm", mu: newChanMutex()}
+}
+
+// Path returns the database's absolute path.
+func (d *DB) Path() string { return d.path }
+
+// Name returns the database's name in the target.
+func (d *DB) Name() string { return d.name }
+
+// TXID returns the last TXID uploaded for the database.
+func (d *DB) TXID() ltx.TXID {
+	if err := d.mu.lock(context.Background()); err != nil {
+		return 0
+	}
+	defer d.mu.unlock()
+	return d.txid
+}
+
+func (d *DB) logger() *slog.Logger { return d.r.log.With("db", d.name) }
+
+// open checks the database, pins its WAL and finds where replication
+// resumes. It is called once, by Add, and again after the file was replaced.
+func (d *DB) open(ctx context.Context) error {
+	if err := d.mu.lock(ctx); err != nil {
+		return err
+	}
+	defer d.mu.unlock()
+	return d.openLocked(ctx)
+}
+
+func (d *DB) openLocked(ctx context.Context) error {
+	fi, err := os.Stat(d.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("database %s does not exist", d.path)
+	} else if err != nil {
+		return err
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", d.path)
+	}
+	if err := retryBusy(ctx, func() error { return d.pin.lockDB(d.path) }); err != nil {
+		return fmt.Errorf("lock database: %w", err)
+	}
+	dh, err := readDBHeader(d.pin.db)
+	if err == nil && !dh.wal {
+		err = ErrNotWAL
+	}
+	if err != nil {
+		d.pin.close()
+		return err
+	}
+	if fi, err := d.pin.db.Stat(); err == nil {
+		d.ino = inode(fi)
+	}
+	if err := d.pinWAL(ctx); err != nil {
+		d.pin.close()
+		return err
+	}
+	if err := d.resume(ctx); err != nil {
+		d.pin.close()
+		return err
+	}
+	d.opened = true
+	return nil
+}
+
+// pinWAL joins the WAL-index and takes a read-mark slot. If no connection
+// has the WAL-index open, a short-lived SQLite connection opens it first.
+func (d *DB) pinWAL(ctx context.Context) error {
+	err := d.pin.lockSHM(d.shmPath)
+	if errors.Is(err, errNoSharedMemory) {
+		err = withReadTxn(ctx, d.path, func() error { return d.pin.lockSHM(d.shmPath) })
+	}
+	if err != nil {
+		return fmt.Errorf("pin wal: %w", err)
+	}
+	if err := retryBusy(ctx, d.pin.lockSlot); err != nil {
+		return fmt.Errorf("pin wal: %w", err)
+	}
+	return nil
+}
+
+// close releases the pin.
+func (d *DB) close() error {
+	if err := d.mu.lock(context.Background()); err != nil {
+		return err
+	}
+	defer d.mu.unlock()
+	for _, s := range d.pending {
+		s.close()
+	}
+	d.pending = nil
+	d.opened = false
+	return d.pin.close()
+}
+
+// sync uploads everything committed to the database since the last sync:
+// segments captured earlier, then new WAL transactions, a snapshot when one
+// is needed, and finally a checkpoint when the WAL has grown long.
+func (d *DB) sync(ctx context.Context) error {
+	if err := d.mu.lock(ctx); err != nil {
+		return err
+	}
+	defer d.mu.unlock()
+	if !d.opened {
+		if err := d.openLocked(ctx); err != nil {
+			return err
+		}
+	}
+	if err := d.uploadPending(ctx); err != nil {
+		return err
+	}
+	if err := d.checkReplaced(ctx); err != nil {
+		return err
+	}
+	for {
+		if d.snapReason != "" {
+			if err := d.snapshot(ctx, d.snapReason); err != nil {
+				return err
+			}
+		}
+		more, err := d.capture(ctx)
+		if err != nil {
+			return err
+		}
+		if !more && d.snapReason == "" {
+			break
+		}
+	}
+	if time.Since(d.snapAt) >= d.r.opts.SnapshotInterval {
+		if err := d.snapshot(ctx, "scheduled"); err != nil {
+			return err
+		}
+	}
+	return d.maybeCheckpoint(ctx)
+}
+
+// checkReplaced notices a database file replaced by rename or deleted and
+// re-opened, and answers with a fresh pin and a snapshot.
+func (d *DB) checkReplaced(ctx context.Context) error {
+	fi, err := os.Stat(d.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("database %s was deleted", d.path)
+	} else if err != nil {
+		return err
+	}
+	if inode(fi) == d.ino {
+		return nil
+	}
+	d.logger().Warn("database file replaced, taking a snapshot", "path", d.path)
+	d.pin.close()
+	d.opened = false
+	if err := d.openLocked(ctx); err != nil {
+		return err
+	}
+	if d.snapReason == "" {
+		d.snapReason = "database file replaced"
+	}
+	return nil
+}
+
+// discontinuity records that the chain cannot continue incrementally.
+func (d *DB) discontinuity(reason string) {
+	d.logger().Warn("replication discontinuity, taking a snapshot", "reason", reason)
+	d.snapReason = reason
+}
+
+// capture reads the WAL transactions committed after the replicated
+// position and uploads them as one segment. It reports whether more
+// committed data remains.
+func (d *DB) capture(ctx context.Context) (more bool, err error) {
+	wal, err := openWAL(d.walPath)
+	if err != nil {
+		return false, err
+	}
+	if wal == nil {
+		if !d.newGenOK {
+			d.discontinuity("WAL deleted, truncated or rewritten by another process")
+		}
+		return false, nil
+	}
+	defer wal.f.Close()
+	hdr := wal.hdr
+	switch {
+	case d.pos.sameGen(hdr):
+	case d.newGenOK:
+		d.pos, d.newGenOK = hdr.start(), false
+		if err := d.repin(); err != nil {
+			return false, err
+		}
+	default:
+		d.discontinuity(fmt.Sprintf("WAL restarted by another process (salt %08x-%08x, expected %08x-%08x)",
+			hdr.Salt1, hdr.Salt2, d.pos.Salt1, d.pos.Salt2))
+		return false, nil
+	}
+	if wal.size < d.pos.Offset {
+		d.discontinuity("WAL truncated below the replicated position")
+		return false, nil
+	}
+	scan, err := scanWAL(wal.f, hdr, d.pos, d.r.opts.MaxSegmentBytes)
+	if err != nil {
+		return false, err
+	}
+	if scan.empty() {
+		return false, nil
+	}
+	seg, err := d.newSegment(scan)
+	if err != nil {
+		return false, err
+	}
+	defer seg.close()
+	if err := d.upload(ctx, seg); err != nil {
+		return false, err
+	}
+	d.pos = scan.end
+	return scan.bytes() >= d.r.opts.MaxSegmentBytes, nil
+}
+
+// repin returns from the post-checkpoint READ_LOCK(0) to a read-mark slot
+// once the WAL generation that was checkpointed has been restarted.
+func (d *DB) repin() error {
+	if d.pin.slot != 0 {
+		return nil
+	}
+	if err := d.pin.lockSlot(); err != nil {
+		if errors.Is(err, errLockBusy) {
+			return nil // READ_LOCK(0) still pins; try again next time
+		}
+		return err
+	}
+	return d.pin.unlockZero()
+}
+
+// newSegment encodes scan into a spooled segment with the next TXID.
+func (d *DB) newSegment(scan *walScan) (*segment, error) {
+	txid := d.txid + 1
+	ts := d.nextTimestamp()
+	sp := newSpool(d.r.opts.SpoolDir)
+	if err := encodeSegment(sp, scan, txid, ts); err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("encode segment %s: %w", txid, err)
+	}
+	return &segment{
+		level: SegmentLevel, minTXID: txid, maxTXID: txid, ts: ts, data: sp,
+		commit: scan.commit, pages: len(scan.pages),
+	}, nil
+}
+
+// nextTimestamp returns the current time, never earlier than the timestamp
+// of the previous file so that timestamps grow with TXIDs.
+func (d *DB) nextTimestamp() time.Time {
+	now := time.Now().UTC()
+	if ms := now.UnixMilli(); ms < d.lastTS {
+		return time.UnixMilli(d.lastTS).UTC()
+	}
+	return now
+}
+
+// upload stores seg and advances the replicated position.
+func (d *DB) upload(ctx context.Context, seg *segment) error {
+	rd, err := seg.data.Reader()
+	if err != nil {
+		return err
+	}
+	key := ltxKey(d.name, seg.level, seg.minTXID, seg.maxTXID)
+	meta := map[string]string{MetaTimestamp: seg.ts.Format(time.RFC3339Nano)}
+	if err := d.r.store.Put(ctx, key, rd, seg.data.Size(), meta); err != nil {
+		if errors.Is(err, ErrExists) {
+			// Someone else wrote this TXID: re-read the target before going on.
+			d.opened = false
+			d.pin.close()
+		}
+		return fmt.Errorf("upload %s: %w", key, err)
+	}
+	d.txid = seg.maxTXID
+	d.lastTS = seg.ts.UnixMilli()
+	if seg.level == SnapshotLevel {
+		d.r.stats.snapshots.Add(1)
+	} else {
+		d.r.stats.segments.Add(1)
+	}
+	d.r.stats.bytes.Add(seg.data.Size())
+	d.logger().Debug("uploaded", "key", key, "bytes", seg.data.Size(), "pages", seg.pages)
+	return nil
+}
+
+// uploadPending uploads segments captured during a checkpoint.
+func (d *DB) uploadPending(ctx context.Context) error {
+	for len(d.pending) > 0 {
+		seg := d.pending[0]
+		if err := d.upload(ctx, seg); err != nil {
+			return err
+		}
+		seg.close()
+		d.pending = d.pending[1:]
+	}
+	d.pending = nil
+	return nil
+}
+
+// retryBusy calls fn until it returns something other than errLockBusy,
+// for about a second, then gives up with errLockBusy.
+func retryBusy(ctx context.Context, fn func() error) error {
+	delay := time.Millisecond
+	for i := 0; ; i++ {
+		err := fn()
+		if !errors.Is(err, errLockBusy) || i == 10 {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, 200*time.Millisecond)
+	}
+}
+
+// chanMutex is a mutex whose Lock can be abandoned when a context ends.
+type chanMutex chan struct{}
+
+func newChanMutex() chanMutex { return make(chanMutex, 1) }
+
+func (m chanMutex) lock(ctx context.Context) error {
+	select {
+	case m <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m chanMutex) unlock() { <-m }
+
+// walFile is an open WAL with a valid header.
+type walFile struct {
+	f    *os.File
+	hdr  WALHeader
+	size int64
+}
+
+// openWAL opens the WAL at path. It returns nil, nil if there is no WAL or
+// its header is not valid (not yet written, or being rewritten).
+func openWAL(path string) (*walFile, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	rd, err := NewWALReader(f)
+	if errors.Is(err, ErrWALHeader) {
+		f.Close()
+		return nil, nil
+	} else if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &walFile{f: f, hdr: rd.Header(), size: fi.Size()}, nil
+}

@@ -1,0 +1,93 @@
+package replicate
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/superfly/ltx"
+)
+
+// DatabaseInfo describes the backup of one database in a target.
+type DatabaseInfo struct {
+	Name      string
+	Snapshots int       // snapshot files
+	Segments  int       // files at other levels
+	Bytes     int64     // total size of its files
+	FirstTXID ltx.TXID  // oldest restorable TXID (the oldest snapshot's)
+	LastTXID  ltx.TXID  // newest restorable TXID
+	FirstTime time.Time // creation time of the oldest snapshot
+	LastTime  time.Time // creation time of the newest file
+}
+
+// ListDatabases returns every database with a backup in store, sorted by
+// name, with its restorable range. It lists the whole target once and reads
+// two LTX headers per database.
+func ListDatabases(ctx context.Context, store Storage) ([]DatabaseInfo, error) {
+	byName := make(map[string]*DatabaseInfo)
+	newest := make(map[string]ltxFile)
+	oldestSnap := make(map[string]ltxFile)
+	for obj, err := range store.List(ctx, "", "") {
+		if err != nil {
+			return nil, fmt.Errorf("list: %w", err)
+		}
+		// <name>/<level>/<file>.ltx
+		i := strings.LastIndexByte(obj.Key, '/')
+		j := strings.LastIndexByte(obj.Key[:max(i, 0)], '/')
+		if i < 0 || j <= 0 {
+			continue
+		}
+		name := obj.Key[:j]
+		var level int
+		if _, err := fmt.Sscanf(obj.Key[j+1:i], "%04x", &level); err != nil || len(obj.Key[j+1:i]) != 4 || level > maxLevel {
+			continue
+		}
+		f, err := parseLTXKey(obj.Key[:i+1], obj.Key, level)
+		if err != nil || (level == SnapshotLevel && f.minTXID != 1) {
+			continue
+		}
+		if _, err := CleanName(name); err != nil {
+			continue
+		}
+		info := byName[name]
+		if info == nil {
+			info = &DatabaseInfo{Name: name}
+			byName[name] = info
+		}
+		info.Bytes += obj.Size
+		if level == SnapshotLevel {
+			info.Snapshots++
+			if s, ok := oldestSnap[name]; !ok || f.maxTXID < s.maxTXID {
+				oldestSnap[name] = f
+			}
+		} else {
+			info.Segments++
+		}
+		if n, ok := newest[name]; !ok || f.maxTXID > n.maxTXID {
+			newest[name] = f
+		}
+	}
+	out := make([]DatabaseInfo, 0, len(byName))
+	for name, info := range byName {
+		n := newest[name]
+		info.LastTXID = n.maxTXID
+		if hdr, err := fetchHeader(ctx, store, n.key); err == nil {
+			info.LastTime = time.UnixMilli(hdr.Timestamp).UTC()
+		} else {
+			return nil, err
+		}
+		if s, ok := oldestSnap[name]; ok {
+			info.FirstTXID = s.maxTXID
+			hdr, err := fetchHeader(ctx, store, s.key)
+			if err != nil {
+				return nil, err
+			}
+			info.FirstTime = time.UnixMilli(hdr.Timestamp).UTC()
+		}
+		out = append(out, *info)
+	}
+	slices.SortFunc(out, func(a, b DatabaseInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}

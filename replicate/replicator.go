@@ -1,0 +1,269 @@
+// Package replicate is walsync's engine: it captures committed WAL
+// transactions of SQLite databases written by any process, encodes them as
+// LTX segments and uploads them through one shared, bounded uploader to a
+// [Storage]; it also takes snapshots and restores databases to a point in
+// time.
+//
+// Usage:
+//
+//	r := replicate.New(store, replicate.Options{Logger: logger})
+//	if _, err := r.Add(ctx, "/var/lib/app/tenant1/app.db", ""); err != nil { ... }
+//	err := r.Run(ctx) // until ctx is cancelled; then flushes and returns
+//
+// One process serves many databases with a fixed number of goroutines: one
+// inotify reader, one scheduler and Options.Concurrency upload workers. An
+// idle database costs a small struct and two file descriptors (the locks
+// that keep SQLite from discarding frames not yet replicated), no goroutine,
+// timer, buffer or SQLite connection.
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for [Options].
+const (
+	DefaultSyncInterval     = time.Second
+	DefaultSnapshotInterval = 24 * time.Hour
+	DefaultCheckpointFrames = 1000
+	DefaultMaxSegmentBytes  = 64 << 20
+	DefaultConcurrency      = 4
+	DefaultShutdownTimeout  = 30 * time.Second
+)
+
+// Options configures a [Replicator]. Zero values select the defaults.
+type Options struct {
+	// SyncInterval is how long changes of one database are gathered into one
+	// segment; 0 uploads at once. Negative selects DefaultSyncInterval.
+	SyncInterval time.Duration
+
+	// SnapshotInterval is how often an active database gets a full snapshot.
+	SnapshotInterval time.Duration
+
+	// CheckpointFrames is the WAL length, in frames, at which walsync runs a
+	// checkpoint and restarts the WAL once everything in it is replicated.
+	CheckpointFrames int
+
+	// MaxSegmentBytes bounds the WAL bytes in one segment; a longer backlog
+	// is split at transaction boundaries.
+	MaxSegmentBytes int64
+
+	// Concurrency is the number of databases synced at the same time.
+	Concurrency int
+
+	// SpoolDir holds segments too large to keep in memory while they are
+	// uploaded. Default: os.TempDir().
+	SpoolDir string
+
+	// ShutdownTimeout bounds the final upload when [Replicator.Run] stops.
+	ShutdownTimeout time.Duration
+
+	// Logger receives the engine's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.SyncInterval < 0 {
+		o.SyncInterval = DefaultSyncInterval
+	}
+	if o.SnapshotInterval <= 0 {
+		o.SnapshotInterval = DefaultSnapshotInterval
+	}
+	if o.CheckpointFrames <= 0 {
+		o.CheckpointFrames = DefaultCheckpointFrames
+	}
+	if o.MaxSegmentBytes <= 0 {
+		o.MaxSegmentBytes = DefaultMaxSegmentBytes
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.SpoolDir == "" {
+		o.SpoolDir = os.TempDir()
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Stats are counters of a [Replicator] since it was created.
+type Stats struct {
+	Segments    int64 // segments uploaded
+	Snapshots   int64 // snapshots uploaded
+	Checkpoints int64 // WAL restarts done by walsync
+	Bytes       int64 // bytes uploaded
+	Errors      int64 // failed sync attempts (retried)
+}
+
+type stats struct {
+	segments, snapshots, checkpoints, bytes, errors atomic.Int64
+}
+
+// Replicator replicates a set of databases into one [Storage].
+type Replicator struct {
+	store Storage
+	opts  Options
+	log   *slog.Logger
+	sched *scheduler
+	watch *watcher
+	stats stats
+
+	mu     sync.Mutex
+	byPath map[string]*DB // +checklocks:mu
+	byName map[string]*DB // +checklocks:mu
+}
+
+// New returns a Replicator that uploads into store.
+func New(store Storage, opts Options) *Replicator {
+	opts = opts.withDefaults()
+	r := &Replicator{
+		store:  store,
+		opts:   opts,
+		log:    opts.Logger,
+		byPath: make(map[string]*DB),
+		byName: make(map[string]*DB),
+	}
+	r.sched = newScheduler(opts.SyncInterval, opts.Concurrency, r.log)
+	r.watch = newWatcher(r)
+	return r
+}
+
+// Add starts replicating the database at path under name ("" selects the
+// default, [NameFromPath]). It checks the file, pins its WAL and works out
+// where replication resumes; the first upload happens in [Replicator.Run]
+// or [Replicator.Sync]. Adding a second database under a name already in
+// use is an error, as is adding the same file twice.
+func (r *Replicator) Add(ctx context.Context, path, name string) (*DB, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", path, err)
+	}
+	if name == "" {
+		name, err = NameFromPath(abs)
+	} else {
+		name, err = CleanName(name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", path, err)
+	}
+	r.mu.Lock()
+	if other := r.byName[name]; other != nil {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("add %s: name %q is already used by %s", abs, name, other.path)
+	}
+	if r.byPath[abs] != nil {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("add %s: already replicated", abs)
+	}
+	d := newDB(r, abs, name)
+	r.byPath[abs], r.byName[name] = d, d
+	r.mu.Unlock()
+
+	if err := d.open(ctx); err != nil {
+		r.remove(d)
+		return nil, fmt.Errorf("add %s: %w", abs, err)
+	}
+	if err := r.watch.add(d); err != nil {
+		r.remove(d)
+		d.close()
+		return nil, fmt.Errorf("add %s: %w", abs, err)
+	}
+	r.sched.notify(d)
+	return d, nil
+}
+
+func (r *Replicator) remove(d *DB) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byPath[d.path] == d {
+		delete(r.byPath, d.path)
+	}
+	if r.byName[d.name] == d {
+		delete(r.byName, d.name)
+	}
+}
+
+// DBs returns the databases being replicated.
+func (r *Replicator) DBs() []*DB {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	dbs := make([]*DB, 0, len(r.byPath))
+	for _, d := range r.byPath {
+		dbs = append(dbs, d)
+	}
+	return dbs
+}
+
+// Run watches the databases and uploads their changes until ctx is
+// cancelled. Then it uploads everything committed (bounded by
+// Options.ShutdownTimeout), releases the databases and returns nil, or the
+// error of that final flush.
+func (r *Replicator) Run(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { r.sched.run(runCtx) })
+	wg.Go(func() { r.watch.run(runCtx) })
+	<-ctx.Done()
+	cancel()
+	wg.Wait()
+
+	flushCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), r.opts.ShutdownTimeout)
+	defer stop()
+	err := r.flushAll(flushCtx)
+	return errors.Join(err, r.Close())
+}
+
+// Sync uploads everything committed to the databases before the call and
+// returns when it is durable in the target, or the first error.
+func (r *Replicator) Sync(ctx context.Context) error {
+	if r.sched.running() {
+		return r.sched.flush(ctx, r.DBs())
+	}
+	return r.flushAll(ctx)
+}
+
+// flushAll syncs every database on the calling goroutine.
+func (r *Replicator) flushAll(ctx context.Context) error {
+	var errs []error
+	for _, d := range r.DBs() {
+		if err := d.sync(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("sync %s: %w", d.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close releases every database's locks and the inotify watcher. It does
+// not upload anything; call Sync first.
+func (r *Replicator) Close() error {
+	var errs []error
+	for _, d := range r.DBs() {
+		errs = append(errs, d.close())
+	}
+	errs = append(errs, r.watch.close())
+	return errors.Join(errs...)
+}
+
+// Stats returns the replicator's counters.
+func (r *Replicator) Stats() Stats {
+	return Stats{
+		Segments:    r.stats.segments.Load(),
+		Snapshots:   r.stats.snapshots.Load(),
+		Checkpoints: r.stats.checkpoints.Load(),
+		Bytes:       r.stats.bytes.Load(),
+		Errors:      r.stats.errors.Load(),
+	}
+}

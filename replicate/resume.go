@@ -1,0 +1,164 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/superfly/ltx"
+)
+
+// remoteState summarises what the target holds for one database.
+type remoteState struct {
+	last     ltxFile    // file holding the highest TXID; zero if none
+	hdr      ltx.Header // header of last
+	snapshot ltxFile    // newest snapshot; zero if none
+	snapTime time.Time  // its creation time
+}
+
+// loadRemoteState lists the newest snapshot and the segments after it and
+// reads the header of the newest file. It lists only the snapshot level and
+// the segments written since the newest snapshot.
+func loadRemoteState(ctx context.Context, store Storage, name string) (remoteState, error) {
+	var rs remoteState
+	prefix := levelPrefix(name, SnapshotLevel)
+	for obj, err := range store.List(ctx, prefix, "") {
+		if err != nil {
+			return rs, err
+		}
+		f, err := parseLTXKey(prefix, obj.Key, SnapshotLevel)
+		if err != nil || f.minTXID != 1 {
+			continue // not an LTX snapshot; never trusted
+		}
+		if f.maxTXID >= rs.snapshot.maxTXID {
+			f.size = obj.Size
+			rs.snapshot, rs.snapTime = f, obj.ModTime
+		}
+	}
+	rs.last = rs.snapshot
+	prefix = levelPrefix(name, SegmentLevel)
+	after := ""
+	if rs.snapshot.maxTXID > 0 {
+		after = prefix + ltx.FormatFilename(rs.snapshot.maxTXID, ^ltx.TXID(0))
+	}
+	for obj, err := range store.List(ctx, prefix, after) {
+		if err != nil {
+			return rs, err
+		}
+		f, err := parseLTXKey(prefix, obj.Key, SegmentLevel)
+		if err != nil {
+			continue
+		}
+		if f.maxTXID > rs.last.maxTXID {
+			f.size = obj.Size
+			rs.last = f
+		}
+	}
+	if rs.last.maxTXID == 0 {
+		return rs, nil
+	}
+	hdr, err := fetchHeader(ctx, store, rs.last.key)
+	if err != nil {
+		return rs, err
+	}
+	rs.hdr = hdr
+	if rs.last == rs.snapshot {
+		rs.snapTime = time.UnixMilli(hdr.Timestamp)
+	}
+	return rs, nil
+}
+
+// fetchHeader reads and validates the header of one LTX object.
+func fetchHeader(ctx context.Context, store Storage, key string) (ltx.Header, error) {
+	rc, err := store.Get(ctx, key, 0, ltx.HeaderSize)
+	if err != nil {
+		return ltx.Header{}, err
+	}
+	defer rc.Close()
+	b := make([]byte, ltx.HeaderSize)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		return ltx.Header{}, fmt.Errorf("read header of %s: %w", key, err)
+	}
+	var hdr ltx.Header
+	if err := hdr.UnmarshalBinary(b); err != nil {
+		return ltx.Header{}, fmt.Errorf("header of %s: %w", key, err)
+	}
+	if err := hdr.Validate(); err != nil {
+		return ltx.Header{}, fmt.Errorf("header of %s: %w", key, err)
+	}
+	return hdr, nil
+}
+
+// resume sets the replicated position from the target: the newest file
+// records the WAL generation and offset it ended at. Replication continues
+// from there if the WAL still holds that generation and its frames up to
+// that offset form a valid chain; otherwise a snapshot is needed.
+func (d *DB) resume(ctx context.Context) error {
+	rs, err := loadRemoteState(ctx, d.r.store, d.name)
+	if err != nil {
+		return fmt.Errorf("read target: %w", err)
+	}
+	d.pos, d.newGenOK = WALPos{}, false
+	if rs.last.maxTXID == 0 {
+		d.txid, d.snapReason = 0, "first snapshot"
+		return nil
+	}
+	d.txid, d.lastTS, d.snapAt = rs.last.maxTXID, rs.hdr.Timestamp, rs.snapTime
+	if rs.hdr.WALSalt1 == 0 && rs.hdr.WALSalt2 == 0 {
+		d.snapReason = "no WAL position recorded in the target to resume from"
+		return nil
+	}
+	pos, err := findWALPos(d.walPath, rs.hdr.WALSalt1, rs.hdr.WALSalt2, rs.hdr.WALOffset+rs.hdr.WALSize)
+	if errors.Is(err, errNoPos) {
+		d.snapReason = "WAL changed while walsync was not running"
+		return nil
+	} else if err != nil {
+		return err
+	}
+	d.pos = pos
+	d.logger().Info("resuming", "txid", d.txid.String(), "wal_offset", pos.Offset)
+	return nil
+}
+
+// errNoPos means the WAL no longer holds the position being looked for.
+var errNoPos = errors.New("wal position not found")
+
+// findWALPos returns the position at offset end in the WAL generation with
+// the given salts, after checking that the frames before it are valid and
+// that end is a transaction boundary.
+func findWALPos(walPath string, salt1, salt2 uint32, end int64) (WALPos, error) {
+	f, err := os.Open(walPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return WALPos{}, errNoPos
+	} else if err != nil {
+		return WALPos{}, err
+	}
+	defer f.Close()
+	rd, err := NewWALReader(f)
+	if errors.Is(err, ErrWALHeader) {
+		return WALPos{}, errNoPos
+	} else if err != nil {
+		return WALPos{}, err
+	}
+	if hdr := rd.Header(); hdr.Salt1 != salt1 || hdr.Salt2 != salt2 {
+		return WALPos{}, errNoPos
+	}
+	atCommit := true
+	for rd.Pos().Offset < end {
+		fr, _, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return WALPos{}, errNoPos
+		} else if err != nil {
+			return WALPos{}, err
+		}
+		atCommit = fr.Commit != 0
+	}
+	if rd.Pos().Offset != end || !atCommit {
+		return WALPos{}, errNoPos
+	}
+	return rd.Pos(), nil
+}

@@ -1,0 +1,93 @@
+package replicate
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+)
+
+// pageRef locates the newest committed copy of a page in a WAL generation.
+type pageRef struct {
+	pgno  uint32
+	frame uint32 // 1-based frame number
+}
+
+// walScan is the set of whole committed transactions found in a WAL range.
+type walScan struct {
+	r      io.ReaderAt
+	hdr    WALHeader
+	from   WALPos    // position the scan started at
+	end    WALPos    // position after the last commit frame (== from if none)
+	commit uint32    // database size in pages after the last commit
+	txns   int       // number of commit frames seen
+	pages  []pageRef // newest frame per page, sorted by pgno, pgno <= commit
+}
+
+// bytes returns the number of WAL bytes covered by the scan.
+func (s *walScan) bytes() int64 { return s.end.Offset - s.from.Offset }
+
+// empty reports whether the scan found no committed transaction.
+func (s *walScan) empty() bool { return s.txns == 0 }
+
+// scanWAL reads frames of the generation hdr from pos and returns the
+// committed transactions found, stopping at the first invalid frame or once
+// more than maxBytes have been read at a transaction boundary (maxBytes <= 0
+// means no limit). Frames after the last commit frame are ignored: they
+// belong to a transaction that is still being written or was rolled back.
+//
+// Memory is 8 bytes per frame read; page data is not kept.
+func scanWAL(r io.ReaderAt, hdr WALHeader, pos WALPos, maxBytes int64) (*walScan, error) {
+	s := &walScan{r: r, hdr: hdr, from: pos, end: pos}
+	rd := NewWALReaderAt(r, hdr, pos)
+	var refs []pageRef
+	committed := 0
+	for {
+		f, _, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, err
+		}
+		frame := (f.Offset-WALHeaderSize)/hdr.frameSize() + 1
+		if frame > 1<<32-1 {
+			return nil, fmt.Errorf("wal frame %d out of range", frame)
+		}
+		refs = append(refs, pageRef{pgno: f.Pgno, frame: uint32(frame)})
+		if f.Commit == 0 {
+			continue
+		}
+		committed = len(refs)
+		s.txns++
+		s.commit = f.Commit
+		s.end = rd.Pos()
+		if maxBytes > 0 && s.bytes() >= maxBytes {
+			break
+		}
+	}
+	s.pages = newestPages(refs[:committed], s.commit)
+	return s, nil
+}
+
+// newestPages sorts refs by page number, keeps the newest frame of each
+// page and drops pages beyond the final database size (the database shrank).
+func newestPages(refs []pageRef, commit uint32) []pageRef {
+	slices.SortFunc(refs, func(a, b pageRef) int {
+		if c := cmp.Compare(a.pgno, b.pgno); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.frame, b.frame)
+	})
+	out := refs[:0]
+	for i, r := range refs {
+		if r.pgno > commit {
+			break
+		}
+		if i+1 < len(refs) && refs[i+1].pgno == r.pgno {
+			continue // a newer frame of the same page follows
+		}
+		out = append(out, r)
+	}
+	return slices.Clip(out)
+}

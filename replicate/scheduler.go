@@ -1,0 +1,255 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// scheduler is the shared uploader: it runs the sync of each changed
+// database on a fixed pool of workers, at most once per sync interval per
+// database, never two syncs of one database at a time (so segment n+1 is
+// never uploaded before segment n is durable), and nothing for idle
+// databases. It owns one timer, armed only while a database waits.
+type scheduler struct {
+	interval time.Duration
+	workers  int
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	waiting []*DB // notified, not yet due or not yet handed to a worker
+	active  bool
+
+	kick chan struct{}
+	work chan *DB
+}
+
+// schedState is the scheduling state of one database (guarded by
+// scheduler.mu): a few words, no allocation while idle.
+type schedState struct {
+	waiting bool      // in scheduler.waiting
+	running bool      // a worker is syncing it
+	rerun   bool      // notified while running
+	due     time.Time // earliest start of the next sync
+	last    time.Time // start of the last sync
+	fails   int       // consecutive failures
+	flushes []*flush  // waiting for the next sync to finish
+	inRun   []*flush  // waiting for the running sync to finish
+}
+
+// flush is one Sync call waiting for a set of databases.
+type flush struct {
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	errs []error
+}
+
+func newScheduler(interval time.Duration, workers int, log *slog.Logger) *scheduler {
+	return &scheduler{
+		interval: interval,
+		workers:  workers,
+		log:      log,
+		kick:     make(chan struct{}, 1),
+		work:     make(chan *DB),
+	}
+}
+
+// notify marks d as changed; it is synced once its interval has passed.
+func (s *scheduler) notify(d *DB) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.enqueue(d, d.sched.last.Add(s.interval))
+}
+
+// enqueue schedules d no earlier than due. Caller holds s.mu.
+func (s *scheduler) enqueue(d *DB, due time.Time) {
+	st := &d.sched
+	if st.running {
+		st.rerun = true
+		if due.Before(st.due) || st.due.IsZero() {
+			st.due = due
+		}
+		return
+	}
+	if st.waiting {
+		if due.Before(st.due) {
+			st.due = due
+			s.wake()
+		}
+		return
+	}
+	st.waiting, st.due = true, due
+	s.waiting = append(s.waiting, d)
+	s.wake()
+}
+
+func (s *scheduler) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// running reports whether run is active.
+func (s *scheduler) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.active
+}
+
+// run dispatches due databases to the workers until ctx is done.
+func (s *scheduler) run(ctx context.Context) {
+	s.mu.Lock()
+	s.active = true
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for range s.workers {
+		wg.Go(func() { s.worker(ctx) })
+	}
+	defer func() {
+		wg.Wait()
+		s.mu.Lock()
+		s.active = false
+		for _, d := range s.waiting {
+			for _, f := range d.sched.flushes {
+				f.fail(errStopped)
+			}
+			d.sched.flushes, d.sched.waiting = nil, false
+		}
+		s.waiting = nil
+		s.mu.Unlock()
+	}()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		due, next := s.takeDue(time.Now())
+		for _, d := range due {
+			select {
+			case s.work <- d:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if len(due) > 0 {
+			continue
+		}
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+			timer.Stop()
+		case <-timer.C:
+		}
+	}
+}
+
+// takeDue removes and returns the databases due at now (marking them
+// running) and the time the next one is due.
+func (s *scheduler) takeDue(now time.Time) (due []*DB, next time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := s.waiting[:0]
+	for _, d := range s.waiting {
+		st := &d.sched
+		if !st.due.After(now) {
+			st.waiting, st.running, st.last = false, true, now
+			st.inRun, st.flushes = st.flushes, nil
+			due = append(due, d)
+			continue
+		}
+		if next.IsZero() || st.due.Before(next) {
+			next = st.due
+		}
+		keep = append(keep, d)
+	}
+	clear(s.waiting[len(keep):])
+	s.waiting = keep
+	return due, next
+}
+
+func (s *scheduler) worker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case d := <-s.work:
+			err := d.sync(ctx)
+			s.done(d, err)
+		}
+	}
+}
+
+// done records the end of a sync of d and reschedules it if needed.
+func (s *scheduler) done(d *DB, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := &d.sched
+	for _, f := range st.inRun {
+		f.fail(err)
+	}
+	st.inRun, st.running = nil, false
+	if err != nil && !errors.Is(err, context.Canceled) {
+		d.r.stats.errors.Add(1)
+		st.fails++
+		backoff := min(time.Second<<min(st.fails-1, 5), 30*time.Second)
+		if st.fails == 1 || st.fails%10 == 0 {
+			d.logger().Warn("sync failed, will retry", "error", err, "retry_in", backoff, "failures", st.fails)
+		}
+		s.enqueue(d, time.Now().Add(backoff))
+		return
+	}
+	if err == nil && st.fails > 0 {
+		d.logger().Info("sync recovered", "after_failures", st.fails)
+		st.fails = 0
+	}
+	if st.rerun || len(st.flushes) > 0 {
+		st.rerun = false
+		due := st.last.Add(s.interval)
+		if len(st.flushes) > 0 {
+			due = time.Now()
+		}
+		s.enqueue(d, due)
+	}
+}
+
+// errStopped completes flushes still waiting when the scheduler stops.
+var errStopped = errors.New("replicator stopped")
+
+// fail completes one database of the flush with err (nil: success).
+func (f *flush) fail(err error) {
+	if err != nil {
+		f.mu.Lock()
+		f.errs = append(f.errs, err)
+		f.mu.Unlock()
+	}
+	f.wg.Done()
+}
+
+// flush syncs dbs now and waits until each has completed a sync that
+// started after the call.
+func (s *scheduler) flush(ctx context.Context, dbs []*DB) error {
+	f := &flush{}
+	s.mu.Lock()
+	for _, d := range dbs {
+		f.wg.Add(1)
+		d.sched.flushes = append(d.sched.flushes, f)
+		s.enqueue(d, time.Now())
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return errors.Join(f.errs...)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,149 @@
+package replicate
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/superfly/ltx"
+)
+
+// segment is one encoded LTX file, spooled and waiting to be uploaded.
+type segment struct {
+	level   int
+	minTXID ltx.TXID
+	maxTXID ltx.TXID
+	ts      time.Time
+	data    *spool
+	commit  uint32 // database size in pages after the segment
+	pages   int
+}
+
+// close releases the segment's spooled data.
+func (s *segment) close() error {
+	if s == nil || s.data == nil {
+		return nil
+	}
+	err := s.data.Close()
+	s.data = nil
+	return err
+}
+
+// encodeSegment encodes the committed transactions found by scan as one
+// LTX file with the given TXID, reading page data from the WAL again.
+func encodeSegment(w io.Writer, scan *walScan, txid ltx.TXID, ts time.Time) error {
+	enc, err := ltx.NewEncoder(w)
+	if err != nil {
+		return err
+	}
+	if err := enc.EncodeHeader(ltx.Header{
+		Version:   ltx.Version,
+		Flags:     ltx.HeaderFlagNoChecksum,
+		PageSize:  scan.hdr.PageSize,
+		Commit:    scan.commit,
+		MinTXID:   txid,
+		MaxTXID:   txid,
+		Timestamp: ts.UnixMilli(),
+		WALOffset: scan.from.Offset,
+		WALSize:   scan.bytes(),
+		WALSalt1:  scan.hdr.Salt1,
+		WALSalt2:  scan.hdr.Salt2,
+	}); err != nil {
+		return fmt.Errorf("encode ltx header: %w", err)
+	}
+	buf := make([]byte, scan.hdr.PageSize)
+	for _, p := range scan.pages {
+		off := scan.hdr.FrameOffset(int64(p.frame)) + WALFrameHeaderSize
+		if _, err := scan.r.ReadAt(buf, off); err != nil {
+			return fmt.Errorf("read wal page %d at %d: %w", p.pgno, off, err)
+		}
+		if err := enc.EncodePage(ltx.PageHeader{Pgno: p.pgno}, buf); err != nil {
+			return fmt.Errorf("encode page %d: %w", p.pgno, err)
+		}
+	}
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("close ltx encoder: %w", err)
+	}
+	return nil
+}
+
+// encodeSnapshot encodes the whole database as an LTX snapshot (minimum
+// TXID 1, maximum txid): every page from 1 to the database size, taken from
+// the WAL when scan has a committed copy of it and from the database file
+// otherwise. The caller must keep checkpoints from writing the database
+// file while it runs. scan may be nil when there is no WAL.
+func encodeSnapshot(w io.Writer, db io.ReaderAt, dbSize int64, dh dbHeader, scan *walScan, txid ltx.TXID, ts time.Time) (commit uint32, err error) {
+	pageSize := dh.pageSize
+	commit = dh.pageCount
+	if commit == 0 || int64(commit)*int64(pageSize) > dbSize {
+		commit = uint32(dbSize / int64(pageSize))
+	}
+	hdr := ltx.Header{
+		Version:   ltx.Version,
+		Flags:     ltx.HeaderFlagNoChecksum,
+		PageSize:  pageSize,
+		MinTXID:   1,
+		MaxTXID:   txid,
+		Timestamp: ts.UnixMilli(),
+	}
+	var pages []pageRef
+	if scan != nil {
+		if scan.hdr.PageSize != pageSize {
+			return 0, fmt.Errorf("wal page size %d differs from database page size %d", scan.hdr.PageSize, pageSize)
+		}
+		hdr.WALOffset, hdr.WALSalt1, hdr.WALSalt2 = scan.end.Offset, scan.hdr.Salt1, scan.hdr.Salt2
+		if !scan.empty() {
+			commit = scan.commit
+		}
+		pages = scan.pages
+	}
+	if commit == 0 {
+		return 0, errors.New("database is empty")
+	}
+	hdr.Commit = commit
+	enc, err := ltx.NewEncoder(w)
+	if err != nil {
+		return 0, err
+	}
+	if err := enc.EncodeHeader(hdr); err != nil {
+		return 0, fmt.Errorf("encode ltx header: %w", err)
+	}
+	buf := make([]byte, pageSize)
+	lockPgno := ltx.LockPgno(pageSize)
+	for pgno := uint32(1); pgno <= commit; pgno++ {
+		for len(pages) > 0 && pages[0].pgno < pgno {
+			pages = pages[1:]
+		}
+		if pgno == lockPgno {
+			continue
+		}
+		if len(pages) > 0 && pages[0].pgno == pgno {
+			off := scan.hdr.FrameOffset(int64(pages[0].frame)) + WALFrameHeaderSize
+			if _, err := scan.r.ReadAt(buf, off); err != nil {
+				return 0, fmt.Errorf("read wal page %d: %w", pgno, err)
+			}
+		} else if err := readPage(db, buf, pgno); err != nil {
+			return 0, err
+		}
+		if err := enc.EncodePage(ltx.PageHeader{Pgno: pgno}, buf); err != nil {
+			return 0, fmt.Errorf("encode page %d: %w", pgno, err)
+		}
+	}
+	if err := enc.Close(); err != nil {
+		return 0, fmt.Errorf("close ltx encoder: %w", err)
+	}
+	return commit, nil
+}
+
+// readPage reads page pgno of the database file into buf; a page past the
+// end of the file reads as zeros.
+func readPage(db io.ReaderAt, buf []byte, pgno uint32) error {
+	off := int64(pgno-1) * int64(len(buf))
+	n, err := db.ReadAt(buf, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read database page %d: %w", pgno, err)
+	}
+	clear(buf[n:])
+	return nil
+}
