@@ -61,3 +61,47 @@ func TestReplicateRestore(t *testing.T) {
 	}
 	t.Logf("restored txid %s from %d files; keys %v; stats %+v", res.TXID, res.Files, store.keys(""), r.Stats())
 }
+
+// TestCheckpointsNeverLoseFrames runs application checkpoints of every mode
+// and walsync's own checkpoints while replicating: the restore must equal
+// the source and no snapshot may follow the first.
+func TestCheckpointsNeverLoseFrames(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "app.db")
+	sqlite(t, db, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);")
+	store := newMemStore()
+	r := replicate.New(store, replicate.Options{SyncInterval: 0, CheckpointFrames: 20})
+	defer r.Close()
+	if _, err := r.Add(ctx, db, "app"); err != nil {
+		t.Fatal(err)
+	}
+	modes := []string{"PASSIVE", "FULL", "RESTART", "TRUNCATE"}
+	for i := range 40 {
+		script := fmt.Sprintf(".timeout 50\nINSERT INTO t(v) VALUES (randomblob(%d));\nINSERT INTO t(v) VALUES (randomblob(3000));\nDELETE FROM t WHERE id %% 7 = 3;\nPRAGMA wal_checkpoint(%s);\n", 100+i*50, modes[i%4])
+		sqlite(t, db, script)
+		if i%3 == 0 {
+			if err := r.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := r.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "restored.db")
+	if _, err := replicate.Restore(ctx, store, "app", out, replicate.RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := dump(t, out), dump(t, db); got != want {
+		t.Fatalf("restored dump differs")
+	}
+	st := r.Stats()
+	if st.Snapshots != 1 {
+		t.Fatalf("snapshots = %d, want 1", st.Snapshots)
+	}
+	if st.Checkpoints == 0 {
+		t.Fatalf("walsync never checkpointed")
+	}
+	t.Logf("stats %+v", st)
+}

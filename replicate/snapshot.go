@@ -83,3 +83,16 @@ func (d *DB) snapshot(ctx context.Context, reason string) error {
 
 // snapshotKey returns the key of the snapshot covering TXIDs 1..txid.
 func snapshotKey(name string, txid ltx.TXID) string { return ltxKey(name, SnapshotLevel, 1, txid) }
+
+// Snapshot uploads a full snapshot of the database now, after uploading
+// anything committed and not yet replicated.
+func (d *DB) Snapshot(ctx context.Context) error {
+	if err := d.sync(ctx); err != nil {
+		return err
+	}
+	if err := d.mu.lock(ctx); err != nil {
+		return err
+	}
+	defer d.mu.unlock()
+	return d.snapshot(ctx, "requested")
+}

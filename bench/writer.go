@@ -1,0 +1,118 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ncruces/go-sqlite3"
+)
+
+// WriterConfig configures the load generator that `walsync bench` runs as a
+// separate process, so that walsync's figures are its own.
+type WriterConfig struct {
+	Dir      string        // directory holding the databases
+	DBs      int           // number of databases, named db000000.db ...
+	Active   int           // the first Active databases are written to
+	Rate     float64       // commits per second per active database
+	RowBytes int           // payload bytes per row
+	Duration time.Duration // how long to write
+	Init     bool          // create the databases and exit
+}
+
+// DBPath returns the path of database i.
+func DBPath(dir string, i int) string { return filepath.Join(dir, fmt.Sprintf("db%06d.db", i)) }
+
+// Schema is the table every bench database holds.
+const Schema = "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, v BLOB NOT NULL)"
+
+// RunWriter creates the databases (Init) or drives commits into the active
+// ones at the configured rate, spreading them evenly over time from a single
+// goroutine, until Duration has passed or ctx ends.
+func RunWriter(ctx context.Context, cfg WriterConfig) error {
+	if cfg.Init {
+		return initDBs(cfg)
+	}
+	if cfg.Active <= 0 || cfg.Rate <= 0 {
+		<-ctx.Done()
+		return nil
+	}
+	conns := make([]*sqlite3.Conn, cfg.Active)
+	stmts := make([]*sqlite3.Stmt, cfg.Active)
+	defer func() {
+		for i := range conns {
+			if stmts[i] != nil {
+				stmts[i].Close()
+			}
+			if conns[i] != nil {
+				conns[i].Close()
+			}
+		}
+	}()
+	for i := range conns {
+		c, err := openBenchDB(DBPath(cfg.Dir, i))
+		if err != nil {
+			return err
+		}
+		conns[i] = c
+		if stmts[i], _, err = c.Prepare("INSERT INTO t(ts, v) VALUES (?, ?)"); err != nil {
+			return err
+		}
+	}
+	payload := make([]byte, cfg.RowBytes)
+	interval := time.Duration(float64(time.Second) / (cfg.Rate * float64(cfg.Active)))
+	deadline := time.Now().Add(cfg.Duration)
+	next := time.Now()
+	for i := 0; ; i = (i + 1) % cfg.Active {
+		if err := ctx.Err(); err != nil || time.Now().After(deadline) {
+			return nil
+		}
+		if d := time.Until(next); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
+		next = next.Add(interval)
+		rand.Read(payload)
+		st := stmts[i]
+		if err := errors.Join(st.BindInt64(1, time.Now().UnixNano()), st.BindBlob(2, payload), st.Exec()); err != nil {
+			return fmt.Errorf("write %s: %w", DBPath(cfg.Dir, i), err)
+		}
+	}
+}
+
+func openBenchDB(path string) (*sqlite3.Conn, error) {
+	c, err := sqlite3.Open("file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(wal)&_pragma=synchronous(normal)")
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func initDBs(cfg WriterConfig) error {
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return err
+	}
+	for i := range cfg.DBs {
+		c, err := openBenchDB(DBPath(cfg.Dir, i))
+		if err != nil {
+			return err
+		}
+		err = c.Exec(Schema + "; INSERT INTO t(ts, v) VALUES (0, randomblob(100))")
+		if cerr := c.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("init %s: %w", DBPath(cfg.Dir, i), err)
+		}
+	}
+	return nil
+}
