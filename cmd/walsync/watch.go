@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/walsync/walsync/replicate"
+)
+
+// watchOptions are the flags of `walsync watch`.
+type watchOptions struct {
+	target           string
+	name             string
+	dir              string
+	pattern          string
+	syncInterval     time.Duration
+	snapshotInterval time.Duration
+	checkpointFrames int
+	concurrency      int
+	spoolDir         string
+}
+
+func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
+	f.StringVarP(&o.target, "bucket", "b", "", "target URL: s3://bucket[/prefix] or file:///dir")
+	f.StringVar(&o.name, "name", "", "name of the database in the target (one DB only; default: its absolute path without the leading /)")
+	f.StringVar(&o.dir, "dir", "", "also replicate every database under DIR whose file name matches --pattern, including new ones")
+	f.StringVar(&o.pattern, "pattern", "*.db", "file name pattern for --dir")
+	f.DurationVar(&o.syncInterval, "sync-interval", replicate.DefaultSyncInterval, "gather each database's changes for this long into one segment (0: upload at once)")
+	f.DurationVar(&o.snapshotInterval, "snapshot-interval", replicate.DefaultSnapshotInterval, "take a full snapshot of an active database this often")
+	f.IntVar(&o.checkpointFrames, "checkpoint-frames", replicate.DefaultCheckpointFrames, "restart the WAL once it holds this many replicated frames")
+	f.IntVar(&o.concurrency, "concurrency", replicate.DefaultConcurrency, "databases uploaded at the same time")
+	f.StringVar(&o.spoolDir, "spool-dir", "", "directory for segments too large to keep in memory (default: the system temp dir)")
+}
+
+func (o *watchOptions) validate(args []string) error {
+	switch {
+	case len(args) == 0 && o.dir == "":
+		return errors.New("watch: give at least one database or --dir")
+	case o.name != "" && len(args) != 1:
+		return errors.New("watch: --name needs exactly one database")
+	case o.syncInterval < 0:
+		return errors.New("watch: --sync-interval must not be negative")
+	case o.snapshotInterval <= 0:
+		return errors.New("watch: --snapshot-interval must be positive")
+	case o.checkpointFrames <= 0:
+		return errors.New("watch: --checkpoint-frames must be positive")
+	case o.concurrency <= 0:
+		return errors.New("watch: --concurrency must be positive")
+	}
+	return nil
+}
+
+func newWatchCmd(g *globals) *cobra.Command {
+	o := &watchOptions{}
+	cmd := &cobra.Command{
+		Use:   "watch DB... -b URL",
+		Short: "Replicate databases written by any process until interrupted",
+		Long: `watch replicates the given SQLite databases (WAL mode) and, with --dir, every
+matching database in a directory tree, including ones created later. It
+wakes up on inotify events, uploads one segment per database per
+--sync-interval of activity, and nothing for idle databases. On SIGINT or
+SIGTERM it uploads what is committed and exits 0.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runWatch(cmd.Context(), g, o, args)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) error {
+	if err := o.validate(args); err != nil {
+		return err
+	}
+	log, err := g.logger()
+	if err != nil {
+		return err
+	}
+	store, err := openStorage(ctx, o.target)
+	if err != nil {
+		return err
+	}
+	r := replicate.New(store, replicate.Options{
+		SyncInterval:     o.syncInterval,
+		SnapshotInterval: o.snapshotInterval,
+		CheckpointFrames: o.checkpointFrames,
+		Concurrency:      o.concurrency,
+		SpoolDir:         o.spoolDir,
+		Logger:           log,
+	})
+	for _, p := range args {
+		if _, err := r.Add(ctx, p, o.name); err != nil {
+			r.Close()
+			return err
+		}
+	}
+	if o.dir != "" {
+		if err := r.WatchDir(ctx, o.dir, o.pattern); err != nil {
+			r.Close()
+			return fmt.Errorf("watch --dir %s: %w", o.dir, err)
+		}
+	}
+	log.Info("watching", "databases", len(r.DBs()), "target", redactURL(o.target))
+	if err := r.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("stopped", "stats", fmt.Sprintf("%+v", r.Stats()))
+	return nil
+}
