@@ -106,7 +106,7 @@ func Restore(ctx context.Context, store Storage, name, output string, opts Resto
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("restore %s: %w", name, err)
 	}
-	log.Info("restore plan", "db", name, "files", len(plan), "txid", plan[len(plan)-1].maxTXID.String())
+	log.Debug("restore plan", "db", name, "files", len(plan), "txid", plan[len(plan)-1].maxTXID.String())
 
 	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".walsync-restore-*")
 	if err != nil {

@@ -84,6 +84,7 @@ func startWatch(t testing.TB, logPath string, args ...string) *watcher {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ready := readyCount(logPath)
 	cmd := exec.Command(binPath, append([]string{"watch", "--log-format", "json"}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
@@ -98,7 +99,23 @@ func startWatch(t testing.TB, logPath string, args ...string) *watcher {
 			<-w.done
 		}
 	})
+	// Ready once it logged that it is watching (signals are handled from then on).
+	waitFor(t, func() bool {
+		select {
+		case err := <-w.done:
+			w.done <- err
+			t.Fatalf("walsync watch exited at start: %v; log:\n%s", err, tail(logPath))
+		default:
+		}
+		return readyCount(logPath) > ready
+	})
 	return w
+}
+
+// readyCount counts the "watching" records in a log file.
+func readyCount(path string) int {
+	b, _ := os.ReadFile(path)
+	return strings.Count(string(b), `"msg":"watching"`)
 }
 
 // stop sends SIGTERM and requires a clean exit.
