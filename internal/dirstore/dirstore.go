@@ -1,0 +1,243 @@
+// Package dirstore stores walsync objects as files in a local directory, for
+// file:///abs/dir replica targets and for tests.
+//
+// Usage:
+//
+//	st, err := dirstore.Open("/var/backups/walsync")
+//	if err != nil { ... }
+//	defer st.Close()
+//	err = st.Put(ctx, "app.db/0000/1.ltx", r, size, nil)
+//
+// The key "a/b/c" is the file dir/a/b/c, so the directory can be copied or
+// served like any other file tree. Each object's SHA-256 and user metadata
+// live in a JSON sidecar under the reserved directory dir/.meta/, which keys
+// cannot address.
+//
+// Keys are never trusted as paths: a key that is empty, absolute, has an
+// empty path element or one starting with "." (so also "." and ".."), or
+// contains a backslash, a NUL byte or invalid UTF-8 is refused before the
+// disk is touched, and all file access goes through an [os.Root], so nothing
+// outside dir can be reached even through symbolic links.
+//
+// Caveats: like a file system (and unlike S3) a key cannot be both an object
+// and a directory of objects ("a" and "a/b"). A Store coordinates the
+// goroutines that share it, but not several processes writing to one
+// directory: there, the data file is still never overwritten, but the
+// sidecars can disagree with the data. A crash can leave temporary ".tmp-*"
+// files behind; they are never listed.
+package dirstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"unicode/utf8"
+
+	"github.com/walsync/walsync/replicate"
+)
+
+// Errors returned by dirstore besides the [replicate.Storage] sentinels.
+var (
+	// ErrInvalidKey is returned for a key that cannot be mapped safely to a
+	// file below the store's directory.
+	ErrInvalidKey = errors.New("invalid key")
+
+	// ErrInvalidMeta is returned by Put for user metadata that does not have
+	// lower-case keys and printable ASCII values.
+	ErrInvalidMeta = errors.New("invalid metadata")
+)
+
+// metaDir is the reserved top-level directory holding the sidecars. Its name
+// starts with a dot, so no key can address it.
+const metaDir = ".meta"
+
+// tmpPrefix starts the names of temporary files; like metaDir it starts with
+// a dot, so it can never be a key element.
+const tmpPrefix = ".tmp-"
+
+var _ replicate.Storage = (*Store)(nil)
+
+// Store is a [replicate.Storage] backed by a local directory. It is safe for
+// concurrent use by multiple goroutines.
+type Store struct {
+	root *os.Root
+
+	// mu orders the commit of a Put (sidecar, then data file) against
+	// Delete, and against Get and Head, which hold it shared while they read
+	// a sidecar and open the data file, so they see a matching pair.
+	mu sync.RWMutex
+}
+
+// Open returns a Store for dir, creating the directory (mode 0700) if it does
+// not exist. Close releases it.
+func Open(dir string) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("dirstore: open: empty directory name")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("dirstore: open: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("dirstore: open: %w", err)
+	}
+	return &Store{root: root}, nil
+}
+
+// Dir returns the directory the Store was opened on.
+func (s *Store) Dir() string { return s.root.Name() }
+
+// Close releases the directory handle. The Store must not be used afterwards.
+func (s *Store) Close() error {
+	if err := s.root.Close(); err != nil {
+		return fmt.Errorf("dirstore: close: %w", err)
+	}
+	return nil
+}
+
+// checkKey reports why key cannot be used as a path below the root, or nil.
+func checkKey(key string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%w: empty", ErrInvalidKey)
+	case !utf8.ValidString(key):
+		return fmt.Errorf("%w %q: not UTF-8", ErrInvalidKey, key)
+	case strings.ContainsAny(key, "\\\x00"):
+		return fmt.Errorf("%w %q: contains a backslash or NUL", ErrInvalidKey, key)
+	case strings.HasPrefix(key, "/"):
+		return fmt.Errorf("%w %q: absolute", ErrInvalidKey, key)
+	}
+	for elem := range strings.SplitSeq(key, "/") {
+		if elem == "" {
+			return fmt.Errorf("%w %q: empty path element", ErrInvalidKey, key)
+		}
+		if elem[0] == '.' {
+			return fmt.Errorf("%w %q: path element %q starts with a dot", ErrInvalidKey, key, elem)
+		}
+	}
+	return nil
+}
+
+// validName reports whether a directory entry name can be part of a key; it
+// is the per-element half of checkKey, used by List.
+func validName(name string) bool {
+	return name != "" && name[0] != '.' && utf8.ValidString(name) &&
+		!strings.ContainsAny(name, "\\\x00/")
+}
+
+// checkMeta enforces the [replicate.Storage] metadata rules: lower-case keys
+// made of letters, digits, '-' and '_', and printable ASCII values.
+func checkMeta(meta map[string]string) error {
+	for k, v := range meta {
+		if k == "" {
+			return fmt.Errorf("%w: empty key", ErrInvalidMeta)
+		}
+		for _, c := range []byte(k) {
+			if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+				return fmt.Errorf("%w: key %q: want lower-case letters, digits, '-' or '_'", ErrInvalidMeta, k)
+			}
+		}
+		for _, c := range []byte(v) {
+			if c < 0x20 || c > 0x7e {
+				return fmt.Errorf("%w: value of %q is not printable ASCII", ErrInvalidMeta, k)
+			}
+		}
+	}
+	return nil
+}
+
+// paths returns the data file and sidecar names of a checked key.
+func paths(key string) (data, sidecar string) {
+	data = filepath.FromSlash(key)
+	return data, filepath.Join(metaDir, data)
+}
+
+// stat returns the FileInfo of the data file name, or an error matching
+// [replicate.ErrNotExist] if there is no regular file by that name.
+func (s *Store) stat(name string) (fs.FileInfo, error) {
+	fi, err := s.root.Lstat(name)
+	if err != nil {
+		if notExist(err) {
+			return nil, replicate.ErrNotExist
+		}
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, replicate.ErrNotExist
+	}
+	return fi, nil
+}
+
+// notExist reports whether err means that a path does not exist, including
+// the case where a parent is a file rather than a directory.
+func notExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// Delete removes the objects stored under keys and their sidecars, then any
+// directories this left empty. Missing keys are not an error; invalid keys
+// are refused before anything is removed.
+func (s *Store) Delete(ctx context.Context, keys ...string) error {
+	for _, key := range keys {
+		if err := checkKey(key); err != nil {
+			return fmt.Errorf("dirstore: delete: %w", err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, key := range keys {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("dirstore: delete %s: %w", key, err)
+		}
+		name, sidecar := paths(key)
+		if _, err := s.stat(name); errors.Is(err, replicate.ErrNotExist) {
+			// Nothing to delete (or a directory, which is not an object);
+			// a stale sidecar from an interrupted Put may still be there.
+		} else if err != nil {
+			return fmt.Errorf("dirstore: delete %s: %w", key, err)
+		} else if err := s.root.Remove(name); err != nil && !notExist(err) {
+			return fmt.Errorf("dirstore: delete %s: %w", key, err)
+		}
+		if fi, err := s.root.Lstat(sidecar); err == nil && fi.Mode().IsRegular() {
+			if err := s.root.Remove(sidecar); err != nil && !notExist(err) {
+				return fmt.Errorf("dirstore: delete %s: remove metadata: %w", key, err)
+			}
+		}
+		s.pruneDirs(filepath.Dir(name), ".")
+		s.pruneDirs(filepath.Dir(sidecar), metaDir)
+	}
+	return nil
+}
+
+// pruneDirs removes dir and its parents up to (not including) stop while
+// they are empty. It is best effort: the first directory that cannot be
+// removed, usually because it is not empty, ends it, and an empty directory
+// left behind is harmless. The caller holds s.mu, so no Put is between
+// creating a directory and filling it.
+func (s *Store) pruneDirs(dir, stop string) {
+	for ; dir != stop && dir != "." && dir != string(filepath.Separator); dir = filepath.Dir(dir) {
+		if fi, err := s.root.Lstat(dir); err != nil || !fi.IsDir() || s.root.Remove(dir) != nil {
+			return
+		}
+	}
+}
+
+// ctxReader fails reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

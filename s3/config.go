@@ -1,0 +1,265 @@
+package s3
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// Defaults for [Config] fields and the HTTP client [New] builds.
+const (
+	// DefaultRegion is used when neither Config.Region nor the SDK's
+	// default chain (AWS_REGION, the shared config file) names a region.
+	DefaultRegion = "us-east-1"
+
+	// DefaultMaxAttempts is the number of attempts per request, the first
+	// included, when Config.MaxAttempts is 0.
+	DefaultMaxAttempts = 5
+
+	// DefaultDialTimeout, DefaultResponseHeaderTimeout and
+	// DefaultIdleConnTimeout bound connecting, waiting for a response and
+	// keeping an idle connection; DefaultMaxIdleConnsPerHost bounds the idle
+	// connections kept.
+	DefaultDialTimeout           = 10 * time.Second
+	DefaultResponseHeaderTimeout = 30 * time.Second
+	DefaultIdleConnTimeout       = 90 * time.Second
+	DefaultMaxIdleConnsPerHost   = 4
+
+	// MaxObjectSize is the largest object Put stores: the limit of a single
+	// PutObject request.
+	MaxObjectSize = 5 << 30
+)
+
+// Environment variables [New] reads, in order, when Config.Endpoint is
+// empty; they are the SDK's own.
+const (
+	EnvEndpointS3 = "AWS_ENDPOINT_URL_S3"
+	EnvEndpoint   = "AWS_ENDPOINT_URL"
+)
+
+// Config says where a [Client] stores objects and how it connects. The zero
+// value is not valid: Bucket is required. Printing a Config never shows the
+// secret access key.
+type Config struct {
+	// Bucket is the bucket holding the objects.
+	Bucket string
+
+	// Prefix is prepended, with a "/", to every key, so that several
+	// replicas can share a bucket. It has no leading or trailing slash;
+	// "" stores keys at the top of the bucket.
+	Prefix string
+
+	// Endpoint is the base URL of an S3-compatible service, such as
+	// "http://127.0.0.1:7070". If empty, New uses $AWS_ENDPOINT_URL_S3,
+	// then $AWS_ENDPOINT_URL, then AWS S3 itself.
+	Endpoint string
+
+	// Region is the signing region. If empty, New uses the SDK's default
+	// chain (AWS_REGION, the shared config file), then [DefaultRegion].
+	Region string
+
+	// PathStyle addresses the bucket in the URL path
+	// (endpoint/bucket/key) rather than the host name
+	// (bucket.endpoint/key), as most S3-compatible servers need. The SDK
+	// uses path style by itself for an endpoint that is an IP address.
+	PathStyle bool
+
+	// AccessKeyID and SecretAccessKey are static credentials. If both are
+	// empty, New uses the SDK's default credential chain (environment,
+	// shared files, SSO, container and instance roles).
+	AccessKeyID     string
+	SecretAccessKey string
+
+	// MaxAttempts is the number of attempts per request, the first
+	// included, with exponential backoff in between; 0 means
+	// [DefaultMaxAttempts].
+	MaxAttempts int
+
+	// HTTPClient sends the requests. If nil, New builds one with the
+	// Default* timeouts. A custom client must be an
+	// *awshttp.BuildableClient (aws/transport/http) for AWS_CA_BUNDLE to
+	// work.
+	HTTPClient aws.HTTPClient
+}
+
+// Validate reports the first invalid field of c, by name.
+func (c Config) Validate() error {
+	if err := c.validate(); err != nil {
+		return fmt.Errorf("s3: invalid config: %w", err)
+	}
+	return nil
+}
+
+func (c Config) validate() error {
+	if err := validBucket(c.Bucket); err != nil {
+		return fmt.Errorf("Bucket %q: %w", c.Bucket, err)
+	}
+	if err := validPrefix(c.Prefix); err != nil {
+		return fmt.Errorf("Prefix %q: %w", c.Prefix, err)
+	}
+	if c.Endpoint != "" {
+		if err := validEndpoint(c.Endpoint); err != nil {
+			return fmt.Errorf("Endpoint: %w", err)
+		}
+	}
+	if strings.ContainsFunc(c.Region, func(r rune) bool {
+		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '-' && r != '_' && r != '.'
+	}) {
+		return fmt.Errorf("Region %q: want letters, digits, '-', '_' and '.'", c.Region)
+	}
+	if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
+		return errors.New("AccessKeyID and SecretAccessKey: set both or neither")
+	}
+	if c.MaxAttempts < 0 {
+		return fmt.Errorf("MaxAttempts %d: negative", c.MaxAttempts)
+	}
+	return nil
+}
+
+func validBucket(b string) error {
+	if b == "" {
+		return errors.New("required")
+	}
+	if len(b) > 255 {
+		return errors.New("longer than 255 bytes")
+	}
+	for _, c := range []byte(b) {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '.' && c != '-' && c != '_' {
+			return errors.New("want letters, digits, '.', '-' and '_'")
+		}
+	}
+	return nil
+}
+
+func validPrefix(p string) error {
+	switch {
+	case p == "":
+		return nil
+	case !utf8.ValidString(p):
+		return errors.New("not UTF-8")
+	case strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/"):
+		return errors.New("leading or trailing slash")
+	case strings.Contains(p, "//"):
+		return errors.New("empty path element")
+	case strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return errors.New("control character")
+	}
+	return nil
+}
+
+// validEndpoint checks an endpoint URL. Its errors never repeat the URL's
+// user information.
+func validEndpoint(e string) error {
+	u, err := url.Parse(e)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which may hold a password
+		}
+		return fmt.Errorf("not a URL (want http(s)://host[:port]): %w", err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q: want an http or https URL", u.Redacted())
+	case u.Host == "":
+		return fmt.Errorf("%q: no host", u.Redacted())
+	case u.User != nil:
+		return fmt.Errorf("%q: credentials do not belong in the URL", u.Redacted())
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("%q: has a query or fragment", u.Redacted())
+	}
+	return nil
+}
+
+// ParseURL parses a replica URL of the form
+//
+//	s3://bucket[/prefix][?endpoint=URL&region=R&path-style=true]
+//
+// into a validated Config. Slashes around the prefix are dropped.
+// Credentials are not accepted in the URL.
+func ParseURL(s string) (Config, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which may hold a password
+		}
+		return Config{}, fmt.Errorf("s3: invalid URL: %w", err)
+	}
+	// Errors show the URL without its query, which could hold an
+	// endpoint with a password.
+	shown := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	bad := func(err error) (Config, error) {
+		return Config{}, fmt.Errorf("s3: invalid URL %q: %w", shown, err)
+	}
+	switch {
+	case u.Scheme != "s3":
+		return bad(errors.New("want scheme s3://"))
+	case u.Opaque != "":
+		return bad(errors.New("want s3://bucket/prefix"))
+	case u.User != nil:
+		return bad(errors.New("credentials do not belong in the URL; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"))
+	case u.Host == "":
+		return bad(errors.New("no bucket"))
+	case u.Port() != "" || strings.HasSuffix(u.Host, ":"):
+		return bad(errors.New("a bucket has no port; put the server in ?endpoint="))
+	case u.Fragment != "" || strings.HasSuffix(s, "#"):
+		return bad(errors.New("unexpected fragment"))
+	}
+	c := Config{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/")}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return bad(fmt.Errorf("query: %w", err))
+	}
+	for k, vs := range q {
+		if len(vs) != 1 {
+			return bad(fmt.Errorf("parameter %q given %d times", k, len(vs)))
+		}
+		switch v := vs[0]; k {
+		case "endpoint":
+			c.Endpoint = v
+		case "region":
+			c.Region = v
+		case "path-style":
+			if c.PathStyle, err = strconv.ParseBool(v); err != nil {
+				return bad(fmt.Errorf("path-style=%q: want true or false", v))
+			}
+		default:
+			return bad(fmt.Errorf("unknown parameter %q (want endpoint, region or path-style)", k))
+		}
+	}
+	if err := c.validate(); err != nil {
+		return bad(err)
+	}
+	return c, nil
+}
+
+// String returns c as a URL that [ParseURL] turns back into c, without the
+// credentials, HTTP client and attempts.
+func (c Config) String() string {
+	u := url.URL{Scheme: "s3", Host: c.Bucket}
+	if c.Prefix != "" {
+		u.Path = "/" + c.Prefix
+	}
+	q := url.Values{}
+	if c.Endpoint != "" {
+		q.Set("endpoint", c.Endpoint)
+	}
+	if c.Region != "" {
+		q.Set("region", c.Region)
+	}
+	if c.PathStyle {
+		q.Set("path-style", "true")
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// GoString is String, so that %#v does not print the secret access key.
+func (c Config) GoString() string { return c.String() }
