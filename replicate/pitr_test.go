@@ -120,7 +120,7 @@ func TestSQLiteVersion(t *testing.T) {
 // snapshot, and the restore equals the source.
 func TestResumeWithoutSnapshot(t *testing.T) {
 	ctx := context.Background()
-	store := newMemStore()
+	store := replicate.NewMemStore()
 	db := filepath.Join(t.TempDir(), "r.db")
 	sqlite(t, db, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER, v BLOB);")
 	for round := range 3 {

@@ -32,7 +32,7 @@ func TestReplicateRestore(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "app.db")
 	sqlite(t, db, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
-	store := newMemStore()
+	store := replicate.NewMemStore()
 	r := replicate.New(store, replicate.Options{SyncInterval: 0})
 	defer r.Close()
 	if _, err := r.Add(ctx, db, "app"); err != nil {
@@ -59,7 +59,7 @@ func TestReplicateRestore(t *testing.T) {
 	if got, want := dump(t, out), dump(t, db); got != want {
 		t.Fatalf("restored dump differs:\n%s\nwant\n%s", got, want)
 	}
-	t.Logf("restored txid %s from %d files; keys %v; stats %+v", res.TXID, res.Files, store.keys(""), r.Stats())
+	t.Logf("restored txid %s from %d files; keys %v; stats %+v", res.TXID, res.Files, store.Keys(""), r.Stats())
 }
 
 // TestCheckpointsNeverLoseFrames runs application checkpoints of every mode
@@ -70,7 +70,7 @@ func TestCheckpointsNeverLoseFrames(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "app.db")
 	sqlite(t, db, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);")
-	store := newMemStore()
+	store := replicate.NewMemStore()
 	r := replicate.New(store, replicate.Options{SyncInterval: 0, CheckpointFrames: 20})
 	defer r.Close()
 	if _, err := r.Add(ctx, db, "app"); err != nil {

@@ -109,12 +109,12 @@ func (d *DB) resume(ctx context.Context) error {
 	}
 	d.txid, d.lastTS, d.snapAt = rs.last.maxTXID, rs.hdr.Timestamp, rs.snapTime
 	if rs.hdr.WALSalt1 == 0 && rs.hdr.WALSalt2 == 0 {
-		d.snapReason = "no WAL position recorded in the target to resume from"
+		d.discontinuity("no WAL position recorded in the target to resume from")
 		return nil
 	}
 	pos, err := findWALPos(d.walPath, rs.hdr.WALSalt1, rs.hdr.WALSalt2, rs.hdr.WALOffset+rs.hdr.WALSize)
 	if errors.Is(err, errNoPos) {
-		d.snapReason = "WAL changed while walsync was not running"
+		d.discontinuity("WAL changed while walsync was not running")
 		return nil
 	} else if err != nil {
 		return err

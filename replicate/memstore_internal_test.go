@@ -1,4 +1,4 @@
-package replicate_test
+package replicate
 
 import (
 	"bytes"
@@ -12,9 +12,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 	"time"
-
-	"github.com/walsync/walsync/replicate"
 )
 
 // memStore is an in-memory Storage for unit tests. Integration tests use
@@ -52,12 +51,12 @@ func (m *memStore) Put(ctx context.Context, key string, r io.ReadSeeker, size in
 	if mt == nil {
 		mt = map[string]string{}
 	}
-	mt[replicate.MetaSHA256] = hex.EncodeToString(sum[:])
+	mt[MetaSHA256] = hex.EncodeToString(sum[:])
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if old, ok := m.objs[key]; ok {
 		if !bytes.Equal(old.data, b) {
-			return fmt.Errorf("put %s: %w", key, replicate.ErrExists)
+			return fmt.Errorf("put %s: %w", key, ErrExists)
 		}
 		return nil
 	}
@@ -71,13 +70,13 @@ func (m *memStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCl
 	o, ok := m.objs[key]
 	m.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("get %s: %w", key, replicate.ErrNotExist)
+		return nil, fmt.Errorf("get %s: %w", key, ErrNotExist)
 	}
 	b := o.data
 	if n < 0 {
 		sum := sha256.Sum256(b)
-		if hex.EncodeToString(sum[:]) != o.meta[replicate.MetaSHA256] {
-			return nil, fmt.Errorf("get %s: %w", key, replicate.ErrChecksum)
+		if hex.EncodeToString(sum[:]) != o.meta[MetaSHA256] {
+			return nil, fmt.Errorf("get %s: %w", key, ErrChecksum)
 		}
 		return io.NopCloser(bytes.NewReader(b)), nil
 	}
@@ -87,18 +86,18 @@ func (m *memStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCl
 	return io.NopCloser(bytes.NewReader(b[off : off+n])), nil
 }
 
-func (m *memStore) Head(ctx context.Context, key string) (replicate.ObjectInfo, error) {
+func (m *memStore) Head(ctx context.Context, key string) (ObjectInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	o, ok := m.objs[key]
 	if !ok {
-		return replicate.ObjectInfo{}, fmt.Errorf("head %s: %w", key, replicate.ErrNotExist)
+		return ObjectInfo{}, fmt.Errorf("head %s: %w", key, ErrNotExist)
 	}
-	return replicate.ObjectInfo{Key: key, Size: int64(len(o.data)), ModTime: o.mod, Metadata: maps.Clone(o.meta)}, nil
+	return ObjectInfo{Key: key, Size: int64(len(o.data)), ModTime: o.mod, Metadata: maps.Clone(o.meta)}, nil
 }
 
-func (m *memStore) List(ctx context.Context, prefix, startAfter string) iter.Seq2[replicate.ObjectInfo, error] {
-	return func(yield func(replicate.ObjectInfo, error) bool) {
+func (m *memStore) List(ctx context.Context, prefix, startAfter string) iter.Seq2[ObjectInfo, error] {
+	return func(yield func(ObjectInfo, error) bool) {
 		m.mu.Lock()
 		keys := slices.Sorted(maps.Keys(m.objs))
 		objs := maps.Clone(m.objs)
@@ -107,7 +106,7 @@ func (m *memStore) List(ctx context.Context, prefix, startAfter string) iter.Seq
 			if !strings.HasPrefix(k, prefix) || k <= startAfter {
 				continue
 			}
-			if !yield(replicate.ObjectInfo{Key: k, Size: int64(len(objs[k].data)), ModTime: objs[k].mod}, nil) {
+			if !yield(ObjectInfo{Key: k, Size: int64(len(objs[k].data)), ModTime: objs[k].mod}, nil) {
 				return
 			}
 		}
@@ -123,8 +122,8 @@ func (m *memStore) Delete(ctx context.Context, keys ...string) error {
 	return nil
 }
 
-// keys returns the stored keys with a prefix.
-func (m *memStore) keys(prefix string) []string {
+// Keys returns the stored keys with a prefix.
+func (m *memStore) Keys(prefix string) []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []string
@@ -136,3 +135,10 @@ func (m *memStore) keys(prefix string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// NewMemStore returns an in-memory Storage for the external tests.
+func NewMemStore() *memStore { return newMemStore() }
+
+// newDirStoreLite is the in-memory store under the name the white-box
+// tests use.
+func newDirStoreLite(t testing.TB) *memStore { return newMemStore() }
