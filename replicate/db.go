@@ -178,7 +178,7 @@ func (d *DB) sync(ctx context.Context) error {
 func (d *DB) checkReplaced(ctx context.Context) error {
 	fi, err := os.Stat(d.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("database %s was deleted", d.path)
+		return fmt.Errorf("%w: %s", errDBDeleted, d.path)
 	} else if err != nil {
 		return err
 	}
@@ -196,6 +196,9 @@ func (d *DB) checkReplaced(ctx context.Context) error {
 	}
 	return nil
 }
+
+// errDBDeleted stops the replication of a database whose file is gone.
+var errDBDeleted = errors.New("database file deleted")
 
 // discontinuity records that the chain cannot continue incrementally.
 func (d *DB) discontinuity(reason string) {

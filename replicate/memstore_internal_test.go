@@ -19,10 +19,14 @@ import (
 // memStore is an in-memory Storage for unit tests. Integration tests use
 // the real backends (internal/dirstore, s3 against versitygw).
 type memStore struct {
-	mu   sync.Mutex
-	objs map[string]memObj
-	puts int
+	mu    sync.Mutex
+	objs  map[string]memObj
+	puts  int
+	lists int
 }
+
+func (m *memStore) putCount() int  { m.mu.Lock(); defer m.mu.Unlock(); return m.puts }
+func (m *memStore) listCount() int { m.mu.Lock(); defer m.mu.Unlock(); return m.lists }
 
 type memObj struct {
 	data []byte
@@ -99,6 +103,7 @@ func (m *memStore) Head(ctx context.Context, key string) (ObjectInfo, error) {
 func (m *memStore) List(ctx context.Context, prefix, startAfter string) iter.Seq2[ObjectInfo, error] {
 	return func(yield func(ObjectInfo, error) bool) {
 		m.mu.Lock()
+		m.lists++
 		keys := slices.Sorted(maps.Keys(m.objs))
 		objs := maps.Clone(m.objs)
 		m.mu.Unlock()

@@ -195,6 +195,15 @@ func (r *Replicator) remove(d *DB) {
 	}
 }
 
+// forget stops replicating d after its file was deleted.
+func (r *Replicator) forget(d *DB) {
+	r.remove(d)
+	r.watch.remove(d)
+	if err := d.close(); err != nil {
+		r.log.Warn("release database", "path", d.path, "error", err)
+	}
+}
+
 // DBs returns the databases being replicated.
 func (r *Replicator) DBs() []*DB {
 	r.mu.Lock()

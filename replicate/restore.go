@@ -185,7 +185,9 @@ func applyPlan(ctx context.Context, store Storage, f *os.File, plan []ltxFile) (
 		switch {
 		case i == 0 && !hdr.IsSnapshot():
 			return res, fmt.Errorf("%s: first file is not a snapshot", lf.key)
-		case i > 0 && hdr.MinTXID != res.TXID+1:
+		case i > 0 && (hdr.MinTXID > res.TXID+1 || hdr.MaxTXID <= res.TXID):
+			// Overlap is fine (Litestream's compacted files): a file holds
+			// the newest copy of each page it covers.
 			return res, fmt.Errorf("%s: not contiguous with TXID %s", lf.key, res.TXID)
 		case i > 0 && hdr.PageSize != res.PageSize:
 			return res, fmt.Errorf("%s: page size %d differs from %d", lf.key, hdr.PageSize, res.PageSize)

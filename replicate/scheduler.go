@@ -179,21 +179,34 @@ func (s *scheduler) worker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case d := <-s.work:
-			err := d.sync(ctx)
-			s.done(d, err)
+			if s.done(d, d.sync(ctx)) {
+				d.r.forget(d)
+			}
 		}
 	}
 }
 
-// done records the end of a sync of d and reschedules it if needed.
-func (s *scheduler) done(d *DB, err error) {
+// done records the end of a sync of d and reschedules it if needed. It
+// reports whether d's file is gone and d must be forgotten.
+func (s *scheduler) done(d *DB, err error) (gone bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := &d.sched
+	if errors.Is(err, errDBDeleted) {
+		d.r.remove(d) // before waiters return, so they see it gone
+	}
 	for _, f := range st.inRun {
 		f.fail(err)
 	}
 	st.inRun, st.running = nil, false
+	if errors.Is(err, errDBDeleted) {
+		d.logger().Warn("database deleted, replication stopped", "path", d.path)
+		for _, f := range st.flushes {
+			f.fail(err)
+		}
+		st.flushes, st.rerun = nil, false
+		return true
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		d.r.stats.errors.Add(1)
 		st.fails++
@@ -202,7 +215,7 @@ func (s *scheduler) done(d *DB, err error) {
 			d.logger().Warn("sync failed, will retry", "error", err, "retry_in", backoff, "failures", st.fails)
 		}
 		s.enqueue(d, time.Now().Add(backoff))
-		return
+		return false
 	}
 	if err == nil && st.fails > 0 {
 		d.logger().Info("sync recovered", "after_failures", st.fails)
@@ -216,6 +229,7 @@ func (s *scheduler) done(d *DB, err error) {
 		}
 		s.enqueue(d, due)
 	}
+	return false
 }
 
 // errStopped completes flushes still waiting when the scheduler stops.

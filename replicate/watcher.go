@@ -56,6 +56,16 @@ func (w *watcher) add(d *DB) error {
 	return nil
 }
 
+// remove forgets d; the directory watch stays for the other databases and
+// for a database created again under the same path.
+func (w *watcher) remove(d *DB) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if wd := w.dirs[filepath.Dir(d.path)]; wd != nil && wd.dbs[filepath.Base(d.path)] == d {
+		delete(wd.dbs, filepath.Base(d.path))
+	}
+}
+
 // watchLocked adds an inotify watch on dir. Caller holds w.mu.
 func (w *watcher) watchLocked(dir string) (*watchDir, error) {
 	if wd := w.dirs[dir]; wd != nil {

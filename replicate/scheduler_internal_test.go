@@ -1,0 +1,119 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// runReplicator starts r.Run and returns a func that stops it and returns
+// Run's result.
+func runReplicator(t *testing.T, r *Replicator) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var err error
+	var wg sync.WaitGroup
+	wg.Go(func() { err = r.Run(ctx) })
+	// Sync goes through the scheduler only once it runs.
+	for !r.sched.running() {
+		time.Sleep(time.Millisecond)
+	}
+	return func() error { cancel(); wg.Wait(); return err }
+}
+
+func TestSchedulerRun(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	r := New(store, Options{SyncInterval: 20 * time.Millisecond, Concurrency: 2})
+	dir := t.TempDir()
+	var paths []string
+	for i := range 5 {
+		p := filepath.Join(dir, fmt.Sprintf("%d.db", i))
+		runSQLite(t, p, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER);")
+		if _, err := r.Add(ctx, p, ""); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	stop := runReplicator(t, r)
+	for round := range 3 {
+		for _, p := range paths {
+			runSQLite(t, p, fmt.Sprintf("INSERT INTO t VALUES (%d);", round))
+		}
+		if err := r.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Everything committed before Sync is in the target now.
+		for _, p := range paths {
+			name, _ := NameFromPath(p)
+			out := filepath.Join(t.TempDir(), "out.db")
+			if _, err := Restore(ctx, store, name, out, RestoreOptions{Check: IntegrityNone}); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := runSQLite(t, out, "SELECT count(*) FROM t;"), fmt.Sprintf("%d\n", round+1); got != want {
+				t.Fatalf("round %d %s: rows %q, want %q", round, name, got, want)
+			}
+		}
+	}
+	// A deleted database is dropped with an error, the others go on.
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(paths[0] + suffix)
+	}
+	// The inotify event may have dropped it already; either way Sync
+	// reports nothing else, and the database is gone when it returns.
+	if err := r.Sync(ctx); err != nil && !errors.Is(err, errDBDeleted) {
+		t.Fatalf("Sync after delete: err = %v, want nil or errDBDeleted", err)
+	}
+	if got, want := len(r.DBs()), 4; got != want {
+		t.Fatalf("databases after delete = %d, want %d", got, want)
+	}
+	runSQLite(t, paths[1], "INSERT INTO t VALUES (9);")
+	if err := r.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIdleDatabasesCostNothing: databases nobody writes to cause no
+// upload and no LIST after the first sync.
+func TestIdleDatabasesCostNothing(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	r := New(store, Options{SyncInterval: 10 * time.Millisecond})
+	dir := t.TempDir()
+	for i := range 10 {
+		p := filepath.Join(dir, fmt.Sprintf("%d.db", i))
+		runSQLite(t, p, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER);")
+		if _, err := r.Add(ctx, p, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := runReplicator(t, r)
+	if err := r.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	puts := store.putCount()
+	lists := store.listCount()
+	// No event, no work: the scheduler has nothing waiting.
+	r.sched.mu.Lock()
+	waiting := len(r.sched.waiting)
+	r.sched.mu.Unlock()
+	if waiting != 0 {
+		t.Fatalf("%d databases waiting while idle", waiting)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := store.putCount(); got != puts {
+		t.Fatalf("puts while idle: %d", got-puts)
+	}
+	if got := store.listCount(); got != lists {
+		t.Fatalf("lists while idle: %d", got-lists)
+	}
+}
