@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"sync"
 
 	"github.com/ncruces/go-sqlite3"
@@ -12,49 +13,71 @@ import (
 	"github.com/ncruces/go-sqlite3/vfs"
 )
 
-// maybeCheckpoint restarts the WAL once its current generation holds
-// Options.CheckpointFrames frames, all of them replicated.
+// maxWALFileBytes is the WAL file size above which walsync also truncates
+// the file after restarting the WAL (a restarted WAL is reused in place).
+const maxWALFileBytes = 64 << 20
+
+// maybeCheckpoint lets SQLite restart the WAL once its current generation
+// holds Options.CheckpointFrames frames, all of them replicated.
 //
 // The pin stops everyone else from restarting the WAL, so walsync owns WAL
 // restarts (an application's RESTART or TRUNCATE checkpoint returns busy,
-// as with Litestream's read transaction). The sequence below hands the
-// restart back to SQLite without a window in which a frame can be lost:
+// as with Litestream's read transaction). The application's own PASSIVE
+// checkpoints (auto-checkpoint included) still copy every frame into the
+// database, because the pinned slot's mark is "not used". Once they have,
+// the restart is handed back to SQLite without a window in which a frame
+// can be lost, and without an SQLite connection:
 //
-//  1. With the read-mark slot still held, a PASSIVE checkpoint copies every
-//     frame into the database file (the slot's mark does not limit it).
-//  2. Take the WAL write lock: no writer can append or restart now.
-//     Capture every committed frame not yet replicated (normally none).
-//  3. Take READ_LOCK(0), release the slot, release the write lock. From now
-//     on no checkpoint can copy frames, so only a fully copied generation
-//     can be restarted, and every frame of it has been captured in step 2.
-//     The next writer restarts the WAL; the new generation cannot be
-//     restarted in turn until walsync has read it and swapped READ_LOCK(0)
-//     back for a slot (DB.repin).
-//  4. A TRUNCATE checkpoint shrinks the WAL file. It succeeds only if
-//     nothing was written since step 2; a gate on the WAL's Truncate call
+//  1. Take the WAL write lock: no writer can append or restart now. If the
+//     WAL-index says not every frame is in the database yet, give up until
+//     a later sync (after 4x CheckpointFrames, run a PASSIVE checkpoint on
+//     a short-lived connection for applications that never checkpoint).
+//  2. Capture every committed frame not yet replicated (normally none).
+//  3. Take READ_LOCK(0), release the slot, release the write lock. No
+//     checkpoint can copy frames now, so only this fully copied generation
+//     can be restarted, and all of it has been captured. The next writer
+//     restarts the WAL; the new generation cannot be restarted in turn
+//     until walsync has read it and swapped READ_LOCK(0) back for a slot
+//     (DB.repin).
+//  4. Rarely, when the WAL file has grown past 64 MiB, a TRUNCATE checkpoint
+//     on a short-lived connection shrinks it; a gate on the WAL's Truncate
 //     captures any committed frame not yet replicated before it is lost.
 func (d *DB) maybeCheckpoint(ctx context.Context) error {
-	frames := (d.pos.Offset - WALHeaderSize) / (WALFrameHeaderSize + int64(d.walPageSize()))
-	if d.pos.IsZero() || d.newGenOK || frames < int64(d.r.opts.CheckpointFrames) || len(d.pending) > 0 {
+	if d.pos.IsZero() || d.newGenOK || len(d.pending) > 0 || d.pin.shm == nil {
 		return nil
 	}
-	conn, err := openCheckpointConn(ctx, d.path)
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+	frames := (d.pos.Offset - WALHeaderSize) / (WALFrameHeaderSize + int64(d.walPageSize()))
+	limit := int64(d.r.opts.CheckpointFrames)
+	if frames < limit {
+		return nil
 	}
-	defer conn.Close()
-
-	if _, log, done, err := walCheckpoint(conn, "PASSIVE"); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	} else if done < log {
-		return nil // a reader still needs older frames; try again later
+	if d.pin.slot == 0 {
+		// An earlier hand-over found frames not copied: take the slot back
+		// so checkpoints can copy them.
+		if err := d.repin(); err != nil {
+			return err
+		}
+	}
+	st, ok := d.pin.state()
+	if ok && d.pos.sameSalts(st) && st.nBackfill < st.mxFrame && frames >= 4*limit {
+		if err := d.passiveCheckpoint(ctx); err != nil {
+			return err
+		}
+		st, ok = d.pin.state()
+	}
+	if !ok || !d.pos.sameSalts(st) || st.nBackfill < st.mxFrame {
+		return nil
 	}
 	if err := d.pin.lockWriter(); errors.Is(err, errLockBusy) {
 		return nil // a writer is active; try again later
 	} else if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	err = d.captureTail()
+	st, ok = d.pin.state()
+	if !ok || !d.pos.sameSalts(st) || st.nBackfill < st.mxFrame {
+		return d.pin.unlockWriter()
+	}
+	err := d.captureTail()
 	if err == nil {
 		err = d.pin.lockZero()
 	}
@@ -69,17 +92,47 @@ func (d *DB) maybeCheckpoint(ctx context.Context) error {
 	}
 	d.newGenOK = true
 	d.r.stats.checkpoints.Add(1)
+	if err := d.uploadPending(ctx); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(d.walPath); err == nil && fi.Size() > maxWALFileBytes {
+		return d.truncateWAL(ctx)
+	}
+	return nil
+}
 
+// passiveCheckpoint copies the WAL into the database on a short-lived
+// connection, for applications that never checkpoint themselves.
+func (d *DB) passiveCheckpoint(ctx context.Context) error {
+	conn, err := openCheckpointConn(ctx, d.path)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	defer conn.Close()
+	if _, _, _, err := walCheckpoint(conn, "PASSIVE"); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
+}
+
+// truncateWAL runs a TRUNCATE checkpoint after a hand-over (READ_LOCK(0)
+// held, no slot). It succeeds only if nothing was written since: a writer
+// that restarted the WAL meanwhile left frames that cannot be copied.
+func (d *DB) truncateWAL(ctx context.Context) error {
+	conn, err := openCheckpointConn(ctx, d.path)
+	if err != nil {
+		return fmt.Errorf("truncate wal: %w", err)
+	}
+	defer conn.Close()
 	unregister := setGate(d.walPath, func() error {
 		if err := d.captureTail(); err != nil {
 			d.discontinuity("capture before WAL truncate failed: " + err.Error())
 		}
 		return nil
 	})
-	_, _, _, err = walCheckpoint(conn, "TRUNCATE")
-	unregister()
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+	defer unregister()
+	if _, _, _, err := walCheckpoint(conn, "TRUNCATE"); err != nil {
+		return fmt.Errorf("truncate wal: %w", err)
 	}
 	return d.uploadPending(ctx)
 }
@@ -95,7 +148,7 @@ func (d *DB) captureTail() error {
 	if !d.pos.sameGen(wal.hdr) || wal.size < d.pos.Offset {
 		return nil // nothing of the replicated generation left to capture
 	}
-	scan, err := scanWAL(wal.f, wal.hdr, d.pos, 0)
+	scan, err := scanWAL(wal.f, wal.hdr, d.pos, 0, d.maxFrame(wal.hdr))
 	if err != nil || scan.empty() {
 		return err
 	}
@@ -104,8 +157,7 @@ func (d *DB) captureTail() error {
 		return err
 	}
 	d.pending = append(d.pending, seg)
-	d.txid = seg.maxTXID
-	d.pos = scan.end
+	d.txid, d.pos, d.lastTS = seg.maxTXID, scan.end, seg.ts.UnixMilli()
 	return nil
 }
 

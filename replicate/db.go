@@ -124,10 +124,7 @@ func (d *DB) close() error {
 		return err
 	}
 	defer d.mu.unlock()
-	for _, s := range d.pending {
-		s.close()
-	}
-	d.pending = nil
+	d.dropPending()
 	d.opened = false
 	return d.pin.close()
 }
@@ -238,7 +235,7 @@ func (d *DB) capture(ctx context.Context) (more bool, err error) {
 		d.discontinuity("WAL truncated below the replicated position")
 		return false, nil
 	}
-	scan, err := scanWAL(wal.f, hdr, d.pos, d.r.opts.MaxSegmentBytes)
+	scan, err := scanWAL(wal.f, hdr, d.pos, d.r.opts.MaxSegmentBytes, d.maxFrame(hdr))
 	if err != nil {
 		return false, err
 	}
@@ -249,12 +246,23 @@ func (d *DB) capture(ctx context.Context) (more bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	defer seg.close()
-	if err := d.upload(ctx, seg); err != nil {
+	// Captured: the segment is retried byte for byte until it is durable,
+	// so a PUT that timed out but was stored is recognised, not rewritten.
+	d.pending = append(d.pending, seg)
+	d.txid, d.pos, d.lastTS = seg.maxTXID, scan.end, seg.ts.UnixMilli()
+	if err := d.uploadPending(ctx); err != nil {
 		return false, err
 	}
-	d.pos = scan.end
 	return scan.bytes() >= d.r.opts.MaxSegmentBytes, nil
+}
+
+// maxFrame returns the WAL-index's last commit frame if it describes the
+// generation hdr, else 0 (no limit: the checksum chain alone decides).
+func (d *DB) maxFrame(hdr WALHeader) uint32 {
+	if st, ok := d.pin.state(); ok && st.salt1 == hdr.Salt1 && st.salt2 == hdr.Salt2 && st.mxFrame > 0 {
+		return st.mxFrame
+	}
+	return 0
 }
 
 // repin returns from the post-checkpoint READ_LOCK(0) to a read-mark slot
@@ -297,7 +305,9 @@ func (d *DB) nextTimestamp() time.Time {
 	return now
 }
 
-// upload stores seg and advances the replicated position.
+// upload stores seg. A key that holds other content means another writer
+// uses this database's name: the captured segments are dropped and the
+// database is re-opened, which re-reads the target.
 func (d *DB) upload(ctx context.Context, seg *segment) error {
 	rd, err := seg.data.Reader()
 	if err != nil {
@@ -307,14 +317,13 @@ func (d *DB) upload(ctx context.Context, seg *segment) error {
 	meta := map[string]string{MetaTimestamp: seg.ts.Format(time.RFC3339Nano)}
 	if err := d.r.store.Put(ctx, key, rd, seg.data.Size(), meta); err != nil {
 		if errors.Is(err, ErrExists) {
-			// Someone else wrote this TXID: re-read the target before going on.
+			d.logger().Error("another writer uses this database's name in the target; re-reading it", "key", key)
+			d.dropPending()
 			d.opened = false
 			d.pin.close()
 		}
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
-	d.txid = seg.maxTXID
-	d.lastTS = seg.ts.UnixMilli()
 	if seg.level == SnapshotLevel {
 		d.r.stats.snapshots.Add(1)
 	} else {
@@ -325,7 +334,7 @@ func (d *DB) upload(ctx context.Context, seg *segment) error {
 	return nil
 }
 
-// uploadPending uploads segments captured during a checkpoint.
+// uploadPending uploads the captured segments in TXID order.
 func (d *DB) uploadPending(ctx context.Context) error {
 	for len(d.pending) > 0 {
 		seg := d.pending[0]
@@ -333,10 +342,19 @@ func (d *DB) uploadPending(ctx context.Context) error {
 			return err
 		}
 		seg.close()
+		d.pending[0] = nil
 		d.pending = d.pending[1:]
 	}
 	d.pending = nil
 	return nil
+}
+
+// dropPending discards captured segments that can no longer be uploaded.
+func (d *DB) dropPending() {
+	for _, s := range d.pending {
+		s.close()
+	}
+	d.pending = nil
 }
 
 // retryBusy calls fn until it returns something other than errLockBusy,

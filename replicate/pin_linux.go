@@ -3,6 +3,7 @@
 package replicate
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -200,4 +201,36 @@ func (p *pin) close() error {
 	}
 	*p = pin{}
 	return errors.Join(errs...)
+}
+
+// shmState is what walsync reads from the WAL-index of a database.
+type shmState struct {
+	mxFrame      uint32 // last valid commit frame, as SQLite sees it
+	nBackfill    uint32 // frames already copied into the database file
+	salt1, salt2 uint32 // salts of the WAL generation
+}
+
+// state reads the WAL-index header and checkpoint counters. It returns
+// false if the header is not initialised or is being rewritten (its two
+// copies differ), as SQLite's own readers check.
+func (p *pin) state() (shmState, bool) {
+	if p.shm == nil {
+		return shmState{}, false
+	}
+	var b [shmMinSize]byte
+	if n, err := p.shm.ReadAt(b[:], 0); n < len(b) || err != nil {
+		return shmState{}, false
+	}
+	const hdrSize = 48
+	if !bytes.Equal(b[:hdrSize], b[hdrSize:2*hdrSize]) || b[12] == 0 { // isInit
+		return shmState{}, false
+	}
+	ne := binary.NativeEndian
+	return shmState{
+		mxFrame:   ne.Uint32(b[16:]),
+		nBackfill: ne.Uint32(b[96:]),
+		// aSalt holds the WAL header's salt bytes as written (big-endian).
+		salt1: binary.BigEndian.Uint32(b[32:]),
+		salt2: binary.BigEndian.Uint32(b[36:]),
+	}, true
 }

@@ -32,13 +32,15 @@ func (s *walScan) bytes() int64 { return s.end.Offset - s.from.Offset }
 func (s *walScan) empty() bool { return s.txns == 0 }
 
 // scanWAL reads frames of the generation hdr from pos and returns the
-// committed transactions found, stopping at the first invalid frame or once
+// committed transactions found, stopping at the first invalid frame, after
+// frame maxFrame (0: no limit; the WAL-index's last commit frame, so that a
+// commit frame written but not yet acknowledged is left for later), or once
 // more than maxBytes have been read at a transaction boundary (maxBytes <= 0
 // means no limit). Frames after the last commit frame are ignored: they
 // belong to a transaction that is still being written or was rolled back.
 //
 // Memory is 8 bytes per frame read; page data is not kept.
-func scanWAL(r io.ReaderAt, hdr WALHeader, pos WALPos, maxBytes int64) (*walScan, error) {
+func scanWAL(r io.ReaderAt, hdr WALHeader, pos WALPos, maxBytes int64, maxFrame uint32) (*walScan, error) {
 	s := &walScan{r: r, hdr: hdr, from: pos, end: pos}
 	rd := NewWALReaderAt(r, hdr, pos)
 	var refs []pageRef
@@ -53,6 +55,9 @@ func scanWAL(r io.ReaderAt, hdr WALHeader, pos WALPos, maxBytes int64) (*walScan
 		frame := (f.Offset-WALHeaderSize)/hdr.frameSize() + 1
 		if frame > 1<<32-1 {
 			return nil, fmt.Errorf("wal frame %d out of range", frame)
+		}
+		if maxFrame > 0 && frame > int64(maxFrame) {
+			break
 		}
 		refs = append(refs, pageRef{pgno: f.Pgno, frame: uint32(frame)})
 		if f.Commit == 0 {

@@ -50,7 +50,7 @@ func (d *DB) snapshot(ctx context.Context, reason string) error {
 		case err != nil:
 			return err
 		default:
-			if scan, err = scanWAL(wal, rd.Header(), rd.Header().start(), 0); err != nil {
+			if scan, err = scanWAL(wal, rd.Header(), rd.Header().start(), 0, d.maxFrame(rd.Header())); err != nil {
 				return err
 			}
 		}
@@ -60,15 +60,15 @@ func (d *DB) snapshot(ctx context.Context, reason string) error {
 	ts := d.nextTimestamp()
 	sp := newSpool(d.r.opts.SpoolDir)
 	seg := &segment{level: SnapshotLevel, minTXID: 1, maxTXID: txid, ts: ts, data: sp}
-	defer seg.close()
 	commit, err := encodeSnapshot(sp, d.pin.db, fi.Size(), dh, scan, txid, ts)
 	if err != nil {
+		seg.close()
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	seg.commit, seg.pages = commit, int(commit)
-	if err := d.upload(ctx, seg); err != nil {
-		return fmt.Errorf("snapshot: %w", err)
-	}
+	// Captured: from here the snapshot is retried byte for byte.
+	d.pending = append(d.pending, seg)
+	d.txid, d.lastTS = txid, ts.UnixMilli()
 	if scan != nil {
 		// After walsync's own checkpoint (slot released) the generation
 		// read may still be restarted by the next writer.
@@ -78,7 +78,7 @@ func (d *DB) snapshot(ctx context.Context, reason string) error {
 	}
 	d.snapAt, d.snapReason = time.Now(), ""
 	d.logger().Info("snapshot", "reason", reason, "txid", txid.String(), "pages", commit, "bytes", sp.Size())
-	return nil
+	return d.uploadPending(ctx)
 }
 
 // snapshotKey returns the key of the snapshot covering TXIDs 1..txid.

@@ -101,6 +101,9 @@ type WALPos struct {
 // IsZero reports whether p is the zero position (no generation).
 func (p WALPos) IsZero() bool { return p == WALPos{} }
 
+// sameSalts reports whether the WAL-index describes p's generation.
+func (p WALPos) sameSalts(st shmState) bool { return p.Salt1 == st.salt1 && p.Salt2 == st.salt2 }
+
 // sameGen reports whether p and h belong to the same WAL generation.
 func (p WALPos) sameGen(h WALHeader) bool { return p.Salt1 == h.Salt1 && p.Salt2 == h.Salt2 }
 

@@ -183,7 +183,7 @@ func TestScanWAL(t *testing.T) {
 	}
 	r := bytes.NewReader(w)
 	t.Run("All", func(t *testing.T) {
-		s, err := scanWAL(r, hdr, hdr.start(), 0)
+		s, err := scanWAL(r, hdr, hdr.start(), 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,21 +202,21 @@ func TestScanWAL(t *testing.T) {
 		}
 	})
 	t.Run("MaxBytes", func(t *testing.T) {
-		s, err := scanWAL(r, hdr, hdr.start(), 1)
+		s, err := scanWAL(r, hdr, hdr.start(), 1, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got, want := s.txns, 1; got != want {
 			t.Fatalf("txns = %d, want %d", got, want)
 		}
-		s2, err := scanWAL(r, hdr, s.end, 0)
+		s2, err := scanWAL(r, hdr, s.end, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got, want := s2.txns, 2; got != want {
 			t.Fatalf("second scan txns = %d, want %d", got, want)
 		}
-		if got, want := s2.end, func() WALPos { a, _ := scanWAL(r, hdr, hdr.start(), 0); return a.end }(); got != want {
+		if got, want := s2.end, func() WALPos { a, _ := scanWAL(r, hdr, hdr.start(), 0, 0); return a.end }(); got != want {
 			t.Fatalf("end = %+v, want %+v", got, want)
 		}
 	})
@@ -259,7 +259,7 @@ func FuzzWALReader(f *testing.F) {
 			}
 			want += hdr.frameSize()
 		}
-		s, err := scanWAL(bytes.NewReader(data), hdr, hdr.start(), 0)
+		s, err := scanWAL(bytes.NewReader(data), hdr, hdr.start(), 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
