@@ -10,8 +10,10 @@
 //
 // The key "a/b/c" is the file dir/a/b/c, so the directory can be copied or
 // served like any other file tree. Each object's SHA-256 and user metadata
-// live in a JSON sidecar under the reserved directory dir/.meta/, which keys
-// cannot address.
+// live in the extended attribute "user.walsync" of its file, as JSON, set
+// before the file is published, so an object and its metadata appear
+// together or not at all. The file system must support user extended
+// attributes (ext4, xfs, btrfs, tmpfs on Linux 6.6+); Open checks.
 //
 // Keys are never trusted as paths: a key that is empty, absolute, has an
 // empty path element or one starting with "." (so also "." and ".."), or
@@ -20,11 +22,9 @@
 // outside dir can be reached even through symbolic links.
 //
 // Caveats: like a file system (and unlike S3) a key cannot be both an object
-// and a directory of objects ("a" and "a/b"). A Store coordinates the
-// goroutines that share it, but not several processes writing to one
-// directory: there, the data file is still never overwritten, but the
-// sidecars can disagree with the data. A crash can leave temporary ".tmp-*"
-// files behind; they are never listed.
+// and a directory of objects ("a" and "a/b"). An object is never
+// overwritten, by this process or another. A crash can leave temporary
+// ".tmp-*" files behind; they are never listed.
 package dirstore
 
 import (
@@ -54,11 +54,10 @@ var (
 	ErrInvalidMeta = errors.New("invalid metadata")
 )
 
-// metaDir is the reserved top-level directory holding the sidecars. Its name
-// starts with a dot, so no key can address it.
-const metaDir = ".meta"
+// metaAttr is the extended attribute holding an object's metadata.
+const metaAttr = "user.walsync"
 
-// tmpPrefix starts the names of temporary files; like metaDir it starts with
+// tmpPrefix starts the names of temporary files; it starts with
 // a dot, so it can never be a key element.
 const tmpPrefix = ".tmp-"
 
@@ -69,10 +68,9 @@ var _ replicate.Storage = (*Store)(nil)
 type Store struct {
 	root *os.Root
 
-	// mu orders the commit of a Put (sidecar, then data file) against
-	// Delete, and against Get and Head, which hold it shared while they read
-	// a sidecar and open the data file, so they see a matching pair.
-	mu sync.RWMutex
+	// mu orders the creation of a Put's directories against Delete, which
+	// removes directories it left empty.
+	mu sync.Mutex
 }
 
 // Open returns a Store for dir, creating the directory (mode 0700) if it does
@@ -88,7 +86,26 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dirstore: open: %w", err)
 	}
-	return &Store{root: root}, nil
+	s := &Store{root: root}
+	if err := s.probeXattr(); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("dirstore: open %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+// probeXattr checks that the file system stores user extended attributes.
+func (s *Store) probeXattr() error {
+	f, name, err := s.createTemp(".")
+	if err != nil {
+		return err
+	}
+	defer s.root.Remove(name)
+	defer f.Close()
+	if err := setMeta(f, map[string]string{"probe": "1"}); err != nil {
+		return fmt.Errorf("the file system does not store extended attributes, which walsync needs for checksums: %w", err)
+	}
+	return nil
 }
 
 // Dir returns the directory the Store was opened on.
@@ -153,11 +170,8 @@ func checkMeta(meta map[string]string) error {
 	return nil
 }
 
-// paths returns the data file and sidecar names of a checked key.
-func paths(key string) (data, sidecar string) {
-	data = filepath.FromSlash(key)
-	return data, filepath.Join(metaDir, data)
-}
+// path returns the file name of a checked key, relative to the root.
+func path(key string) string { return filepath.FromSlash(key) }
 
 // stat returns the FileInfo of the data file name, or an error matching
 // [replicate.ErrNotExist] if there is no regular file by that name.
@@ -181,9 +195,9 @@ func notExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
-// Delete removes the objects stored under keys and their sidecars, then any
-// directories this left empty. Missing keys are not an error; invalid keys
-// are refused before anything is removed.
+// Delete removes the objects stored under keys, then any directories this
+// left empty. Missing keys are not an error; invalid keys are refused before
+// anything is removed.
 func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	for _, key := range keys {
 		if err := checkKey(key); err != nil {
@@ -196,22 +210,15 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("dirstore: delete %s: %w", key, err)
 		}
-		name, sidecar := paths(key)
+		name := path(key)
 		if _, err := s.stat(name); errors.Is(err, replicate.ErrNotExist) {
-			// Nothing to delete (or a directory, which is not an object);
-			// a stale sidecar from an interrupted Put may still be there.
+			continue // nothing to delete (or a directory, which is not an object)
 		} else if err != nil {
 			return fmt.Errorf("dirstore: delete %s: %w", key, err)
 		} else if err := s.root.Remove(name); err != nil && !notExist(err) {
 			return fmt.Errorf("dirstore: delete %s: %w", key, err)
 		}
-		if fi, err := s.root.Lstat(sidecar); err == nil && fi.Mode().IsRegular() {
-			if err := s.root.Remove(sidecar); err != nil && !notExist(err) {
-				return fmt.Errorf("dirstore: delete %s: remove metadata: %w", key, err)
-			}
-		}
 		s.pruneDirs(filepath.Dir(name), ".")
-		s.pruneDirs(filepath.Dir(sidecar), metaDir)
 	}
 	return nil
 }

@@ -152,7 +152,7 @@ func TestStore_FileWithoutSidecar(t *testing.T) {
 	b, err := io.ReadAll(rc)
 	rc.Close()
 	if err != nil {
-		t.Fatalf("Get without sidecar: %v", err)
+		t.Fatalf("Get without metadata: %v", err)
 	}
 	if got, want := string(b), "by hand"; got != want {
 		t.Fatalf("Get=%q, want %q", got, want)
@@ -200,12 +200,12 @@ func TestStore_DeletePrunesDirectories(t *testing.T) {
 	if err := s.Delete(t.Context(), "x/y/z"); err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range []string{"x/y", ".meta/x/y"} {
+	for _, dir := range []string{"x/y"} {
 		if _, err := os.Stat(filepath.Join(s.Dir(), dir)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("Delete left directory %s: %v", dir, err)
 		}
 	}
-	for _, dir := range []string{"x", ".meta/x"} {
+	for _, dir := range []string{"x"} {
 		if _, err := os.Stat(filepath.Join(s.Dir(), dir)); err != nil {
 			t.Fatalf("Delete removed non-empty directory %s: %v", dir, err)
 		}

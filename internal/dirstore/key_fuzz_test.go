@@ -17,7 +17,7 @@ func FuzzCheckKey(f *testing.F) {
 		if checkKey(key) != nil {
 			return
 		}
-		name, sidecar := paths(key)
+		name := path(key)
 		if !filepath.IsLocal(name) {
 			t.Fatalf("valid key %q maps to non-local path %q", key, name)
 		}
@@ -26,9 +26,6 @@ func FuzzCheckKey(f *testing.F) {
 		}
 		if got := filepath.ToSlash(name); got != key {
 			t.Fatalf("valid key %q maps to %q, which is another key", key, got)
-		}
-		if !strings.HasPrefix(sidecar, metaDir+string(filepath.Separator)) || !filepath.IsLocal(sidecar) {
-			t.Fatalf("valid key %q has sidecar %q outside %s", key, sidecar, metaDir)
 		}
 		for elem := range strings.SplitSeq(key, "/") {
 			if !validName(elem) {

@@ -36,12 +36,8 @@ func (s *Store) get(ctx context.Context, key string, off, n int64) (io.ReadClose
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	name, sidecar := paths(key)
 	verify := off == 0 && n < 0
-
-	s.mu.RLock()
-	f, size, want, err := s.open(name, sidecar, verify)
-	s.mu.RUnlock()
+	f, size, want, err := s.open(path(key), verify)
 	if err != nil {
 		return nil, err
 	}
@@ -68,18 +64,8 @@ func (s *Store) get(ctx context.Context, key string, off, n int64) (io.ReadClose
 }
 
 // open opens the data file and, if verify is set, reads the stored SHA-256
-// ("" if none was stored). The caller holds s.mu.
-func (s *Store) open(name, sidecar string, verify bool) (f *os.File, size int64, want string, err error) {
-	if _, err := s.stat(name); err != nil {
-		return nil, 0, "", err
-	}
-	if verify {
-		m, err := s.readSidecar(sidecar)
-		if err != nil {
-			return nil, 0, "", err
-		}
-		want = m[replicate.MetaSHA256]
-	}
+// ("" if none was stored).
+func (s *Store) open(name string, verify bool) (f *os.File, size int64, want string, err error) {
 	f, err = s.root.Open(name)
 	if notExist(err) {
 		return nil, 0, "", replicate.ErrNotExist
@@ -91,6 +77,18 @@ func (s *Store) open(name, sidecar string, verify bool) (f *os.File, size int64,
 	if err != nil {
 		f.Close()
 		return nil, 0, "", err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, "", replicate.ErrNotExist
+	}
+	if verify {
+		m, err := getMeta(f)
+		if err != nil {
+			f.Close()
+			return nil, 0, "", err
+		}
+		want = m[replicate.MetaSHA256]
 	}
 	return f, fi.Size(), want, nil
 }
@@ -159,16 +157,18 @@ func (s *Store) head(ctx context.Context, key string) (replicate.ObjectInfo, err
 	if err := ctx.Err(); err != nil {
 		return replicate.ObjectInfo{}, err
 	}
-	name, sidecar := paths(key)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	fi, err := s.stat(name)
+	f, size, _, err := s.open(path(key), false)
 	if err != nil {
 		return replicate.ObjectInfo{}, err
 	}
-	m, err := s.readSidecar(sidecar)
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return replicate.ObjectInfo{}, err
 	}
-	return replicate.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), Metadata: m}, nil
+	m, err := getMeta(f)
+	if err != nil {
+		return replicate.ObjectInfo{}, err
+	}
+	return replicate.ObjectInfo{Key: key, Size: size, ModTime: fi.ModTime(), Metadata: m}, nil
 }
