@@ -148,6 +148,11 @@ func (d *DB) sync(ctx context.Context) error {
 	if err := d.checkReplaced(ctx); err != nil {
 		return err
 	}
+	// Re-arm the one-shot inotify watch before reading the WAL: a write
+	// after this point wakes the next sync.
+	if err := d.r.watch.armWAL(d); err != nil {
+		return err
+	}
 	for {
 		if d.snapReason != "" {
 			if err := d.snapshot(ctx, d.snapReason); err != nil {

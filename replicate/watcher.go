@@ -10,19 +10,19 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sys/unix"
 )
 
-// watcher turns inotify events into scheduler notifications. It watches
-// directories, not files: one watch per directory holding databases, so the
-// kernel reports every write to a -wal file, the creation of -wal and -shm
-// files and the replacement of a database, with no polling. It also finds
-// new databases in the directory trees given to WatchDir.
+// watcher turns inotify events into scheduler notifications, with no
+// polling: a watch per directory holding databases reports names created,
+// replaced or removed (a new -wal, a database renamed over, new databases in
+// the trees given to WatchDir), and a one-shot watch per -wal file reports
+// its first write after each sync (armWAL re-arms it).
 type watcher struct {
 	r *Replicator
 
 	mu    sync.Mutex
-	fsw   *fsnotify.Watcher     // +checklocks:mu; created on first use
+	in    *inotify              // +checklocks:mu; created on first use
 	dirs  map[string]*watchDir  // +checklocks:mu; by directory path
 	roots map[string]*watchRoot // +checklocks:mu; WatchDir roots
 	cands map[string]*watchRoot // +checklocks:mu; files that may become databases
@@ -30,6 +30,7 @@ type watcher struct {
 
 // watchDir is one watched directory.
 type watchDir struct {
+	path string
 	dbs  map[string]*DB // by base name
 	root *watchRoot     // set if the directory is under a WatchDir root
 }
@@ -53,6 +54,9 @@ func (w *watcher) add(d *DB) error {
 		return err
 	}
 	wd.dbs[filepath.Base(d.path)] = d
+	if _, err := w.in.add(d.walPath, walMask, d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	return nil
 }
 
@@ -71,19 +75,42 @@ func (w *watcher) watchLocked(dir string) (*watchDir, error) {
 	if wd := w.dirs[dir]; wd != nil {
 		return wd, nil
 	}
-	if w.fsw == nil {
-		fsw, err := fsnotify.NewBufferedWatcher(1024)
-		if err != nil {
-			return nil, fmt.Errorf("inotify: %w", err)
-		}
-		w.fsw = fsw
+	if err := w.initLocked(); err != nil {
+		return nil, err
 	}
-	if err := w.fsw.Add(dir); err != nil {
+	wd := &watchDir{path: dir, dbs: make(map[string]*DB)}
+	if _, err := w.in.add(dir, dirMask, wd); err != nil {
 		return nil, fmt.Errorf("watch %s: %w", dir, err)
 	}
-	wd := &watchDir{dbs: make(map[string]*DB)}
 	w.dirs[dir] = wd
 	return wd, nil
+}
+
+func (w *watcher) initLocked() error {
+	if w.in != nil {
+		return nil
+	}
+	in, err := newInotify()
+	if err != nil {
+		return err
+	}
+	w.in = in
+	return nil
+}
+
+// armWAL (re-)arms the one-shot watch on d's WAL. A missing WAL is not an
+// error: its creation shows up in the directory watch.
+func (w *watcher) armWAL(d *DB) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.in == nil {
+		return nil // not watching (a one-off command such as snapshot)
+	}
+	_, err := w.in.add(d.walPath, walMask, d)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // WatchDir replicates every database under dir (recursively) whose base
@@ -184,79 +211,78 @@ func (w *watcher) tryAdd(ctx context.Context, root *watchRoot, p string) error {
 // run handles inotify events until ctx is done.
 func (w *watcher) run(ctx context.Context) {
 	w.mu.Lock()
-	fsw := w.fsw
+	err := w.initLocked()
+	in := w.in
 	w.mu.Unlock()
-	if fsw == nil {
+	if err != nil {
+		w.r.log.Error("inotify", "error", err)
 		<-ctx.Done()
 		return
 	}
+	stop := context.AfterFunc(ctx, func() { w.close() })
+	defer stop()
+	buf := make([]byte, 16<<10)
 	for {
-		select {
-		case <-ctx.Done():
+		evs, err := in.read(buf)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.r.log.Error("inotify", "error", err)
+			}
 			return
-		case ev, ok := <-fsw.Events:
-			if !ok {
-				return
-			}
+		}
+		for _, ev := range evs {
 			w.handle(ctx, ev)
-		case err, ok := <-fsw.Errors:
-			if !ok {
-				return
-			}
-			w.r.log.Warn("inotify", "error", err)
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				for _, d := range w.r.DBs() { // events were lost: look at everything
-					w.r.sched.notify(d)
-				}
-			}
 		}
 	}
 }
 
 // handle maps one event to the database it concerns.
-func (w *watcher) handle(ctx context.Context, ev fsnotify.Event) {
-	dir, base := filepath.Split(ev.Name)
-	dir = filepath.Clean(dir)
+func (w *watcher) handle(ctx context.Context, ev inotifyEvent) {
+	switch t := ev.target.(type) {
+	case *DB:
+		w.r.sched.notify(t)
+		return
+	case nil:
+		if ev.mask&unix.IN_Q_OVERFLOW != 0 {
+			w.r.log.Warn("inotify queue overflow: checking every database")
+			for _, d := range w.r.DBs() {
+				w.r.sched.notify(d)
+			}
+		}
+		return
+	case *watchDir:
+		w.handleDir(ctx, t, ev)
+	}
+}
+
+// handleDir handles a name created, replaced or removed in a directory.
+func (w *watcher) handleDir(ctx context.Context, wd *watchDir, ev inotifyEvent) {
+	full := filepath.Join(wd.path, ev.name)
+	name := ev.name
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if n, ok := strings.CutSuffix(name, suffix); ok {
+			name = n
+			break
+		}
+	}
 	w.mu.Lock()
-	wd := w.dirs[dir]
-	var d *DB
-	if wd != nil {
-		name := base
-		for _, suffix := range []string{"-wal", "-shm"} {
-			if n, ok := strings.CutSuffix(base, suffix); ok {
-				name = n
-				break
-			}
-		}
-		d = wd.dbs[name]
-	}
-	cand := w.cands[ev.Name]
-	if cand == nil {
-		if n, ok := strings.CutSuffix(ev.Name, "-wal"); ok {
-			cand = w.cands[n]
-			if cand != nil {
-				ev.Name = n
-			}
-		}
-	}
+	d := wd.dbs[name]
+	cand := w.cands[filepath.Join(wd.path, name)]
+	root := wd.root
 	w.mu.Unlock()
 
 	switch {
 	case d != nil:
 		w.r.sched.notify(d)
 	case cand != nil:
-		w.tryAdd(ctx, cand, ev.Name)
-	case wd != nil && wd.root != nil && ev.Has(fsnotify.Create):
-		fi, err := os.Lstat(ev.Name)
-		if err != nil {
-			return
-		}
-		if fi.IsDir() {
-			if err := w.scan(ctx, wd.root, ev.Name, false); err != nil {
-				w.r.log.Warn("watch new directory", "path", ev.Name, "error", err)
+		w.tryAdd(ctx, cand, filepath.Join(wd.path, name))
+	case root != nil && ev.mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
+		if ev.mask&unix.IN_ISDIR != 0 {
+			if err := w.scan(ctx, root, full, false); err != nil {
+				w.r.log.Warn("watch new directory", "path", full, "error", err)
 			}
-		} else if fi.Mode().IsRegular() && wd.root.matches(ev.Name) {
-			w.tryAdd(ctx, wd.root, ev.Name)
+		} else if root.matches(full) {
+			w.tryAdd(ctx, root, full)
 		}
 	}
 }
@@ -265,10 +291,10 @@ func (w *watcher) handle(ctx context.Context, ev fsnotify.Event) {
 func (w *watcher) close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.fsw == nil {
+	if w.in == nil {
 		return nil
 	}
-	err := w.fsw.Close()
-	w.fsw = nil
+	err := w.in.close()
+	w.in = nil
 	return err
 }
