@@ -23,8 +23,8 @@
 //
 // Caveats: like a file system (and unlike S3) a key cannot be both an object
 // and a directory of objects ("a" and "a/b"). An object is never
-// overwritten, by this process or another. A crash can leave temporary
-// ".tmp-*" files behind; they are never listed.
+// overwritten, by this process or another. Objects are written as unnamed
+// files (O_TMPFILE) and linked into place, so a crash leaves nothing behind.
 package dirstore
 
 import (
@@ -56,10 +56,6 @@ var (
 
 // metaAttr is the extended attribute holding an object's metadata.
 const metaAttr = "user.walsync"
-
-// tmpPrefix starts the names of temporary files; it starts with
-// a dot, so it can never be a key element.
-const tmpPrefix = ".tmp-"
 
 var _ replicate.Storage = (*Store)(nil)
 
@@ -94,13 +90,18 @@ func Open(dir string) (*Store, error) {
 	return s, nil
 }
 
-// probeXattr checks that the file system stores user extended attributes.
+// probeXattr checks that the file system supports what Put needs: unnamed
+// files (O_TMPFILE) and user extended attributes.
 func (s *Store) probeXattr() error {
-	f, name, err := s.createTemp(".")
+	dir, err := s.root.Open(".")
 	if err != nil {
 		return err
 	}
-	defer s.root.Remove(name)
+	defer dir.Close()
+	f, err := openTmpfile(dir)
+	if err != nil {
+		return fmt.Errorf("the file system does not support unnamed files (O_TMPFILE): %w", err)
+	}
 	defer f.Close()
 	if err := setMeta(f, map[string]string{"probe": "1"}); err != nil {
 		return fmt.Errorf("the file system does not store extended attributes, which walsync needs for checksums: %w", err)

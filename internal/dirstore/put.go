@@ -2,7 +2,6 @@ package dirstore
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -24,8 +23,8 @@ import (
 // the content's SHA-256 (under [replicate.MetaSHA256], replacing any value
 // the caller passed) in the file's "user.walsync" attribute.
 //
-// The content and attribute go to a temporary file in the key's directory,
-// which is synced and then hard-linked to the final name, so a reader never
+// The content and attribute go to an unnamed file (O_TMPFILE) in the key's
+// directory, which is synced and then linked to the final name, so a reader never
 // sees a partial object and an existing object is never replaced: if key
 // holds different content, Put returns an error matching
 // [replicate.ErrExists]; if it holds the same content, Put returns nil.
@@ -55,16 +54,16 @@ func (s *Store) put(ctx context.Context, key string, r io.ReadSeeker, size int64
 
 	name := path(key)
 	dir := filepath.Dir(name)
-	data, tmp, err := s.createTempIn(dir)
+	dirf, err := s.openDir(dir)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// Best effort: after a successful commit the name is gone already;
-		// a leftover is harmless and never listed.
-		data.Close()
-		s.root.Remove(tmp)
-	}()
+	defer dirf.Close()
+	data, err := openTmpfile(dirf)
+	if err != nil {
+		return err
+	}
+	defer data.Close()
 
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(data, h), io.LimitReader(ctxReader{ctx, r}, size))
@@ -86,56 +85,73 @@ func (s *Store) put(ctx context.Context, key string, r io.ReadSeeker, size int64
 	if err := data.Sync(); err != nil {
 		return fmt.Errorf("sync content: %w", err)
 	}
-	if err := data.Close(); err != nil {
-		return fmt.Errorf("close content: %w", err)
-	}
 
-	// link(2) never replaces an existing name, so even a writer in another
-	// process cannot make us overwrite an object.
-	if err := s.root.Link(tmp, name); errors.Is(err, fs.ErrExist) {
+	// linkat(2) never replaces an existing name, so even a writer in
+	// another process cannot make us overwrite an object.
+	if err := linkTmpfile(data, dirf, filepath.Base(name)); errors.Is(err, fs.ErrExist) {
 		return s.sameContent(ctx, name, sum, size)
 	} else if err != nil {
 		return fmt.Errorf("publish content: %w", err)
 	}
-	// Drop the temporary name before the directory is synced; should that
-	// fail, the deferred call tries again.
-	s.root.Remove(tmp)
-	return s.syncDir(dir)
+	if err := dirf.Sync(); err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	return nil
 }
 
-// createTempIn creates a temporary file in dir, creating dir first if it
-// does not exist (under s.mu, so a concurrent Delete cannot prune it in
-// between).
-func (s *Store) createTempIn(dir string) (*os.File, string, error) {
-	f, name, err := s.createTemp(dir)
+// openDir opens the directory of a key, creating it if needed (under s.mu,
+// so a concurrent Delete cannot prune it in between).
+func (s *Store) openDir(dir string) (*os.File, error) {
+	f, err := s.root.Open(dir)
 	if err == nil || !notExist(err) {
-		return f, name, err
+		return f, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.root.MkdirAll(dir, 0o700); err != nil {
-		return nil, "", fmt.Errorf("create directory: %w", err)
+		return nil, fmt.Errorf("create directory: %w", err)
 	}
-	return s.createTemp(dir)
+	return s.root.Open(dir)
 }
 
-// createTemp creates a new, empty file with a random name in dir (mode 0600)
-// and returns it with its name relative to the root.
-func (s *Store) createTemp(dir string) (*os.File, string, error) {
-	var b [8]byte
-	for range 10 {
-		rand.Read(b[:])
-		name := filepath.Join(dir, tmpPrefix+hex.EncodeToString(b[:]))
-		f, err := s.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return nil, "", err
-		}
-		return f, name, nil
+// openTmpfile creates an unnamed file (O_TMPFILE, mode 0600) in dir: it has
+// no name until linkTmpfile publishes it, so a crash leaves nothing behind.
+func openTmpfile(dir *os.File) (*os.File, error) {
+	rc, err := dir.SyscallConn()
+	if err != nil {
+		return nil, err
 	}
-	return nil, "", fmt.Errorf("%s: too many name collisions", dir)
+	var fd int
+	var serr error
+	if err := rc.Control(func(dfd uintptr) {
+		fd, serr = unix.Openat(int(dfd), ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	}); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("create file in %s: %w", dir.Name(), serr)
+	}
+	return os.NewFile(uintptr(fd), dir.Name()+"/(new object)"), nil
+}
+
+// linkTmpfile gives the unnamed file f the name base in dir; it fails with
+// an error matching fs.ErrExist if the name is taken.
+func linkTmpfile(f, dir *os.File, base string) error {
+	src := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	rc, err := dir.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(dfd uintptr) {
+		serr = unix.Linkat(unix.AT_FDCWD, src, int(dfd), base, unix.AT_SYMLINK_FOLLOW)
+	}); err != nil {
+		return err
+	}
+	if errors.Is(serr, unix.EEXIST) {
+		return fs.ErrExist
+	}
+	return serr
 }
 
 // setMeta stores m as JSON in the metaAttr attribute of f.
