@@ -43,6 +43,9 @@ func (s *walScan) empty() bool { return s.txns == 0 }
 func scanWAL(r io.ReaderAt, hdr WALHeader, pos WALPos, maxBytes int64, maxFrame uint32) (*walScan, error) {
 	s := &walScan{r: r, hdr: hdr, from: pos, end: pos}
 	rd := NewWALReaderAt(r, hdr, pos)
+	bp := pageBuf(uint32(hdr.frameSize()))
+	defer pageBufs.Put(bp)
+	rd.buf = *bp
 	var refs []pageRef
 	committed := 0
 	for {

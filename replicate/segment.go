@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -33,11 +34,7 @@ func (s *segment) close() error {
 // encodeSegment encodes the committed transactions found by scan as one
 // LTX file with the given TXID, reading page data from the WAL again.
 func encodeSegment(w io.Writer, scan *walScan, txid ltx.TXID, ts time.Time) error {
-	enc, err := ltx.NewEncoder(w)
-	if err != nil {
-		return err
-	}
-	if err := enc.EncodeHeader(ltx.Header{
+	lw, err := newLTXWriter(w, ltx.Header{
 		Version:   ltx.Version,
 		Flags:     ltx.HeaderFlagNoChecksum,
 		PageSize:  scan.hdr.PageSize,
@@ -49,23 +46,36 @@ func encodeSegment(w io.Writer, scan *walScan, txid ltx.TXID, ts time.Time) erro
 		WALSize:   scan.bytes(),
 		WALSalt1:  scan.hdr.Salt1,
 		WALSalt2:  scan.hdr.Salt2,
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("encode ltx header: %w", err)
 	}
-	buf := make([]byte, scan.hdr.PageSize)
+	defer lw.put()
+	buf := pageBuf(scan.hdr.PageSize)
+	defer pageBufs.Put(buf)
 	for _, p := range scan.pages {
 		off := scan.hdr.FrameOffset(int64(p.frame)) + WALFrameHeaderSize
-		if _, err := scan.r.ReadAt(buf, off); err != nil {
+		if _, err := scan.r.ReadAt(*buf, off); err != nil {
 			return fmt.Errorf("read wal page %d at %d: %w", p.pgno, off, err)
 		}
-		if err := enc.EncodePage(ltx.PageHeader{Pgno: p.pgno}, buf); err != nil {
-			return fmt.Errorf("encode page %d: %w", p.pgno, err)
+		if err := lw.page(p.pgno, *buf); err != nil {
+			return err
 		}
 	}
-	if err := enc.Close(); err != nil {
-		return fmt.Errorf("close ltx encoder: %w", err)
+	return lw.close()
+}
+
+// pageBufs recycles page-sized buffers.
+var pageBufs sync.Pool
+
+// pageBuf returns a pooled buffer of n bytes; return it to pageBufs.
+func pageBuf(n uint32) *[]byte {
+	if b, ok := pageBufs.Get().(*[]byte); ok && uint32(cap(*b)) >= n {
+		*b = (*b)[:n]
+		return b
 	}
-	return nil
+	b := make([]byte, n)
+	return &b
 }
 
 // encodeSnapshot encodes the whole database as an LTX snapshot (minimum
@@ -102,14 +112,14 @@ func encodeSnapshot(w io.Writer, db io.ReaderAt, dbSize int64, dh dbHeader, scan
 		return 0, errors.New("database is empty")
 	}
 	hdr.Commit = commit
-	enc, err := ltx.NewEncoder(w)
+	lw, err := newLTXWriter(w, hdr)
 	if err != nil {
-		return 0, err
-	}
-	if err := enc.EncodeHeader(hdr); err != nil {
 		return 0, fmt.Errorf("encode ltx header: %w", err)
 	}
-	buf := make([]byte, pageSize)
+	defer lw.put()
+	bp := pageBuf(pageSize)
+	defer pageBufs.Put(bp)
+	buf := *bp
 	lockPgno := ltx.LockPgno(pageSize)
 	for pgno := uint32(1); pgno <= commit; pgno++ {
 		for len(pages) > 0 && pages[0].pgno < pgno {
@@ -126,12 +136,12 @@ func encodeSnapshot(w io.Writer, db io.ReaderAt, dbSize int64, dh dbHeader, scan
 		} else if err := readPage(db, buf, pgno); err != nil {
 			return 0, err
 		}
-		if err := enc.EncodePage(ltx.PageHeader{Pgno: pgno}, buf); err != nil {
-			return 0, fmt.Errorf("encode page %d: %w", pgno, err)
+		if err := lw.page(pgno, buf); err != nil {
+			return 0, err
 		}
 	}
-	if err := enc.Close(); err != nil {
-		return 0, fmt.Errorf("close ltx encoder: %w", err)
+	if err := lw.close(); err != nil {
+		return 0, err
 	}
 	return commit, nil
 }
