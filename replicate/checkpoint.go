@@ -92,9 +92,6 @@ func (d *DB) maybeCheckpoint(ctx context.Context) error {
 	}
 	d.newGenOK = true
 	d.r.stats.checkpoints.Add(1)
-	if err := d.uploadPending(ctx); err != nil {
-		return err
-	}
 	if fi, err := os.Stat(d.walPath); err == nil && fi.Size() > maxWALFileBytes {
 		return d.truncateWAL(ctx)
 	}
@@ -134,7 +131,7 @@ func (d *DB) truncateWAL(ctx context.Context) error {
 	if _, _, _, err := walCheckpoint(conn, "TRUNCATE"); err != nil {
 		return fmt.Errorf("truncate wal: %w", err)
 	}
-	return d.uploadPending(ctx)
+	return nil
 }
 
 // captureTail captures the committed frames after the replicated position

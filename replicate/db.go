@@ -23,7 +23,11 @@ type DB struct {
 
 	sched schedState // guarded by scheduler.mu
 
-	mu         chanMutex // serialises sync, snapshot and checkpoint
+	// upMu serialises syncs, so segments are uploaded in TXID order; mu
+	// guards the state below and is never held during network I/O, so
+	// the VFS's WAL-reset gate (which takes it) never waits for S3.
+	upMu       chanMutex
+	mu         chanMutex
 	opened     bool
 	pin        pin
 	ino        uint64
@@ -37,7 +41,8 @@ type DB struct {
 }
 
 func newDB(r *Replicator, path, name string) *DB {
-	return &DB{r: r, path: path, name: name, walPath: path + "-wal", shmPath: path + "-shm", mu: newChanMutex()}
+	return &DB{r: r, path: path, name: name, walPath: path + "-wal", shmPath: path + "-shm",
+		upMu: newChanMutex(), mu: newChanMutex()}
 }
 
 // Path returns the database's absolute path.
@@ -120,6 +125,10 @@ func (d *DB) pinWAL(ctx context.Context) error {
 
 // close releases the pin.
 func (d *DB) close() error {
+	if err := d.upMu.lock(context.Background()); err != nil {
+		return err
+	}
+	defer d.upMu.unlock()
 	if err := d.mu.lock(context.Background()); err != nil {
 		return err
 	}
@@ -131,48 +140,65 @@ func (d *DB) close() error {
 
 // sync uploads everything committed to the database since the last sync:
 // segments captured earlier, then new WAL transactions, a snapshot when one
-// is needed, and finally a checkpoint when the WAL has grown long.
+// is needed, and finally a checkpoint when the WAL has grown long. Local
+// work happens under d.mu in step; uploads happen between steps without it.
 func (d *DB) sync(ctx context.Context) error {
-	if err := d.mu.lock(ctx); err != nil {
+	if err := d.upMu.lock(ctx); err != nil {
 		return err
+	}
+	defer d.upMu.unlock()
+	start := time.Now()
+	for {
+		if err := d.uploadPending(ctx); err != nil {
+			return err
+		}
+		more, err := d.step(ctx, start)
+		if err != nil {
+			return err
+		}
+		if !more {
+			return d.uploadPending(ctx)
+		}
+	}
+}
+
+// step does the next piece of local work and reports whether it captured
+// something (the caller uploads it and calls step again): open the
+// database, take a snapshot if needed, capture one segment, take a scheduled
+// snapshot (at most one per sync, which started at start), or, once
+// everything is uploaded, checkpoint.
+func (d *DB) step(ctx context.Context, start time.Time) (more bool, err error) {
+	if err := d.mu.lock(ctx); err != nil {
+		return false, err
 	}
 	defer d.mu.unlock()
 	if !d.opened {
 		if err := d.openLocked(ctx); err != nil {
-			return err
+			return false, err
 		}
 	}
-	if err := d.uploadPending(ctx); err != nil {
-		return err
-	}
 	if err := d.checkReplaced(ctx); err != nil {
-		return err
+		return false, err
 	}
 	// Re-arm the one-shot inotify watch before reading the WAL: a write
 	// after this point wakes the next sync.
 	if err := d.r.watch.armWAL(d); err != nil {
-		return err
+		return false, err
 	}
-	for {
-		if d.snapReason != "" {
-			if err := d.snapshot(ctx, d.snapReason); err != nil {
-				return err
-			}
-		}
-		more, err := d.capture(ctx)
-		if err != nil {
-			return err
-		}
-		if !more && d.snapReason == "" {
-			break
-		}
+	if d.snapReason != "" {
+		return true, d.snapshot(ctx, d.snapReason)
 	}
-	if time.Since(d.snapAt) >= d.r.opts.SnapshotInterval {
-		if err := d.snapshot(ctx, "scheduled"); err != nil {
-			return err
-		}
+	captured, err := d.capture()
+	if err != nil || captured {
+		return captured, err
 	}
-	return d.maybeCheckpoint(ctx)
+	if d.snapReason != "" { // capture found a discontinuity
+		return true, d.snapshot(ctx, d.snapReason)
+	}
+	if time.Since(d.snapAt) >= d.r.opts.SnapshotInterval && d.snapAt.Before(start) {
+		return true, d.snapshot(ctx, "scheduled")
+	}
+	return false, d.maybeCheckpoint(ctx)
 }
 
 // checkReplaced notices a database file replaced by rename or deleted and
@@ -209,9 +235,9 @@ func (d *DB) discontinuity(reason string) {
 }
 
 // capture reads the WAL transactions committed after the replicated
-// position and uploads them as one segment. It reports whether more
-// committed data remains.
-func (d *DB) capture(ctx context.Context) (more bool, err error) {
+// position (at most MaxSegmentBytes of them) into one pending segment. It
+// reports whether it captured anything.
+func (d *DB) capture() (captured bool, err error) {
 	wal, err := openWAL(d.walPath)
 	if err != nil {
 		return false, err
@@ -255,10 +281,7 @@ func (d *DB) capture(ctx context.Context) (more bool, err error) {
 	// so a PUT that timed out but was stored is recognised, not rewritten.
 	d.pending = append(d.pending, seg)
 	d.txid, d.pos, d.lastTS = seg.maxTXID, scan.end, seg.ts.UnixMilli()
-	if err := d.uploadPending(ctx); err != nil {
-		return false, err
-	}
-	return scan.bytes() >= d.r.opts.MaxSegmentBytes, nil
+	return true, nil
 }
 
 // maxFrame returns the WAL-index's last commit frame if it describes the
@@ -310,10 +333,46 @@ func (d *DB) nextTimestamp() time.Time {
 	return now
 }
 
-// upload stores seg. A key that holds other content means another writer
-// uses this database's name: the captured segments are dropped and the
-// database is re-opened, which re-reads the target.
-func (d *DB) upload(ctx context.Context, seg *segment) error {
+// uploadPending uploads the captured segments in TXID order. The caller
+// holds d.upMu but not d.mu: the network I/O happens without d.mu, so the
+// gate can append segments meanwhile.
+func (d *DB) uploadPending(ctx context.Context) error {
+	for {
+		if err := d.mu.lock(ctx); err != nil {
+			return err
+		}
+		if len(d.pending) == 0 {
+			d.pending = nil
+			d.mu.unlock()
+			return nil
+		}
+		seg := d.pending[0]
+		d.mu.unlock()
+
+		err := d.put(ctx, seg)
+
+		if lerr := d.mu.lock(context.WithoutCancel(ctx)); lerr != nil {
+			return lerr
+		}
+		if err != nil {
+			if errors.Is(err, ErrExists) {
+				d.logger().Error("another writer uses this database's name in the target; re-reading it", "error", err)
+				d.dropPending()
+				d.opened = false
+				d.pin.close()
+			}
+			d.mu.unlock()
+			return err
+		}
+		seg.close()
+		d.pending[0] = nil
+		d.pending = d.pending[1:]
+		d.mu.unlock()
+	}
+}
+
+// put stores one segment.
+func (d *DB) put(ctx context.Context, seg *segment) error {
 	rd, err := seg.data.Reader()
 	if err != nil {
 		return err
@@ -321,12 +380,6 @@ func (d *DB) upload(ctx context.Context, seg *segment) error {
 	key := ltxKey(d.name, seg.level, seg.minTXID, seg.maxTXID)
 	meta := map[string]string{MetaTimestamp: seg.ts.Format(time.RFC3339Nano)}
 	if err := d.r.store.Put(ctx, key, rd, seg.data.Size(), meta); err != nil {
-		if errors.Is(err, ErrExists) {
-			d.logger().Error("another writer uses this database's name in the target; re-reading it", "key", key)
-			d.dropPending()
-			d.opened = false
-			d.pin.close()
-		}
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
 	if seg.level == SnapshotLevel {
@@ -335,22 +388,6 @@ func (d *DB) upload(ctx context.Context, seg *segment) error {
 		d.r.stats.segments.Add(1)
 	}
 	d.r.stats.bytes.Add(seg.data.Size())
-	d.logger().Debug("uploaded", "key", key, "bytes", seg.data.Size(), "pages", seg.pages)
-	return nil
-}
-
-// uploadPending uploads the captured segments in TXID order.
-func (d *DB) uploadPending(ctx context.Context) error {
-	for len(d.pending) > 0 {
-		seg := d.pending[0]
-		if err := d.upload(ctx, seg); err != nil {
-			return err
-		}
-		seg.close()
-		d.pending[0] = nil
-		d.pending = d.pending[1:]
-	}
-	d.pending = nil
 	return nil
 }
 

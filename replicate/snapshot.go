@@ -78,7 +78,7 @@ func (d *DB) snapshot(ctx context.Context, reason string) error {
 	}
 	d.snapAt, d.snapReason = time.Now(), ""
 	d.logger().Info("snapshot", "reason", reason, "txid", txid.String(), "pages", commit, "bytes", sp.Size())
-	return d.uploadPending(ctx)
+	return nil
 }
 
 // snapshotKey returns the key of the snapshot covering TXIDs 1..txid.
@@ -90,9 +90,17 @@ func (d *DB) Snapshot(ctx context.Context) error {
 	if err := d.sync(ctx); err != nil {
 		return err
 	}
+	if err := d.upMu.lock(ctx); err != nil {
+		return err
+	}
+	defer d.upMu.unlock()
 	if err := d.mu.lock(ctx); err != nil {
 		return err
 	}
-	defer d.mu.unlock()
-	return d.snapshot(ctx, "requested")
+	err := d.snapshot(ctx, "requested")
+	d.mu.unlock()
+	if err != nil {
+		return err
+	}
+	return d.uploadPending(ctx)
 }

@@ -1,5 +1,7 @@
 // Package s3 stores walsync objects in an S3 bucket, or any S3-compatible
-// service, with aws-sdk-go-v2. [Client] implements [replicate.Storage].
+// service. [Client] implements [replicate.Storage] by speaking the S3 REST
+// API with net/http, signing requests with aws-sdk-go-v2's SigV4 signer;
+// the SDK also supplies the credentials.
 //
 // Usage:
 //
@@ -10,9 +12,9 @@
 //	if err := c.Check(ctx); err != nil { ... } // fail fast on bad settings
 //
 // Every object is written with one conditional PutObject (If-None-Match: *)
-// carrying its SHA-256 both as the S3 checksum, which the server verifies,
-// and as the user metadata "sha256", which whole-object reads verify.
-// Objects are never overwritten.
+// carrying its SHA-256 three times: as the signed payload hash and as the S3
+// checksum, which the server verifies, and as the user metadata "sha256",
+// which whole-object reads verify. Objects are never overwritten.
 //
 // Caveats: the never-overwrite guarantee needs a server that honours
 // If-None-Match on PutObject (AWS S3 and versitygw do; check others).
@@ -20,33 +22,30 @@
 // AWS_EC2_METADATA_DISABLED=true where no instance metadata service exists,
 // or the chain probes it when no other credentials are found. Reads of
 // objects without "sha256" metadata (as Litestream writes them) rely on the
-// S3 checksum alone, if the object has one.
+// S3 checksum alone, if the object has one. Only the endpoint settings
+// named in [Config] are read: not the SDK's FIPS, dual-stack or S3
+// accelerate options.
+//
+// See https://docs.aws.amazon.com/AmazonS3/latest/API/Welcome.html.
 package s3
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"iter"
-	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
-	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/walsync/walsync/replicate"
@@ -58,10 +57,21 @@ var _ replicate.Storage = (*Client)(nil)
 // passed to its methods are relative to the prefix. It is safe for
 // concurrent use.
 type Client struct {
-	api      *s3api.Client
+	http     aws.HTTPClient
+	creds    aws.CredentialsProvider // an *aws.CredentialsCache
+	signer   *v4.Signer
+	region   string
+	attempts int
+
+	// Requests go to scheme://host/path, where path (rawPath escaped)
+	// ends in "/bucket" with path-style addressing; else host starts
+	// with "bucket.".
+	scheme, host, path, rawPath string
+	pathStyle                   bool
+
 	bucket   string
 	prefix   string // "" or ends in "/"
-	endpoint string // for error messages; "" for AWS S3
+	endpoint string // for error messages
 }
 
 // New returns a Client for cfg. It reads the SDK's shared configuration but
@@ -81,25 +91,13 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			}
 		}
 	}
-	attempts := cfg.MaxAttempts
-	if attempts == 0 {
-		attempts = DefaultMaxAttempts
-	}
 	httpClient := cfg.HTTPClient
 	if httpClient == nil {
 		httpClient = newHTTPClient()
 	}
 	opts := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(httpClient),
+		config.WithHTTPClient(httpClient), // which gets AWS_CA_BUNDLE
 		config.WithLogger(logging.Nop{}),
-		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = attempts
-				// No client-side retry quota: a long-running replicator
-				// must keep retrying after an outage.
-				o.RateLimiter = ratelimit.None
-			})
-		}),
 	}
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))
@@ -112,24 +110,92 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3: load AWS configuration: %w", err)
 	}
-	if awsCfg.Region == "" {
-		awsCfg.Region = DefaultRegion
+	c := &Client{
+		http:     awsCfg.HTTPClient,
+		creds:    awsCfg.Credentials,
+		signer:   v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true }),
+		region:   awsCfg.Region,
+		attempts: cfg.MaxAttempts,
+		bucket:   cfg.Bucket,
 	}
-	api := s3api.NewFromConfig(awsCfg, func(o *s3api.Options) {
-		if endpoint != "" {
-			o.BaseEndpoint = aws.String(endpoint)
-		}
-		o.UsePathStyle = cfg.PathStyle
-		o.DisableLogOutputChecksumValidationSkipped = true
-	})
-	c := &Client{api: api, bucket: cfg.Bucket, endpoint: endpoint}
+	if c.region == "" {
+		c.region = DefaultRegion
+	}
+	if c.attempts == 0 {
+		c.attempts = DefaultMaxAttempts
+	}
+	if c.creds == nil {
+		c.creds = aws.NewCredentialsCache(noCredentials{})
+	} else if _, ok := c.creds.(*aws.CredentialsCache); !ok {
+		c.creds = aws.NewCredentialsCache(c.creds)
+	}
 	if cfg.Prefix != "" {
 		c.prefix = cfg.Prefix + "/"
+	}
+	if endpoint == "" {
+		endpoint = awsEndpoint(c.region)
+	}
+	if err := c.setEndpoint(endpoint, cfg.PathStyle); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
 
-// newHTTPClient returns the client all requests of a Client share. It is an
+// awsEndpoint returns the AWS S3 endpoint of region.
+func awsEndpoint(region string) string {
+	if strings.HasPrefix(region, "cn-") {
+		return "https://s3." + region + ".amazonaws.com.cn"
+	}
+	return "https://s3." + region + ".amazonaws.com"
+}
+
+// setEndpoint sets where c sends requests: path-style if pathStyle is set,
+// the endpoint's host is an IP address or localhost, or the bucket name is
+// not a valid host name label; else virtual-hosted style (bucket.host).
+func (c *Client) setEndpoint(endpoint string, pathStyle bool) error {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return fmt.Errorf("s3: endpoint: %w", validEndpoint(endpoint))
+	}
+	c.endpoint = strings.TrimSuffix(u.Redacted(), "/")
+	c.scheme, c.host = u.Scheme, u.Host
+	c.path, c.rawPath = strings.TrimSuffix(u.Path, "/"), strings.TrimSuffix(u.EscapedPath(), "/")
+	host := u.Hostname()
+	c.pathStyle = pathStyle || net.ParseIP(host) != nil || host == "localhost" ||
+		!hostLabel(c.bucket, u.Scheme == "https")
+	if c.pathStyle {
+		c.path += "/" + c.bucket
+		c.rawPath += "/" + c.bucket
+	} else {
+		c.host = c.bucket + "." + c.host
+	}
+	return nil
+}
+
+// hostLabel reports whether bucket can prefix a host name: lower-case
+// letters, digits, '-' and (except over TLS, where the certificate would
+// not match) '.', 3 to 63 of them.
+func hostLabel(bucket string, tls bool) bool {
+	if len(bucket) < 3 || len(bucket) > 63 || bucket[0] == '-' || bucket[len(bucket)-1] == '-' {
+		return false
+	}
+	for _, c := range []byte(bucket) {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && (c != '.' || tls) {
+			return false
+		}
+	}
+	return !strings.Contains(bucket, "..")
+}
+
+// noCredentials is the provider of a configuration without one.
+type noCredentials struct{}
+
+func (noCredentials) Retrieve(context.Context) (aws.Credentials, error) {
+	return aws.Credentials{}, errors.New("no credential provider")
+}
+
+// newHTTPClient returns the client all requests of a Client share: few idle
+// connections, no HTTP/2, no transparent decompression. It is an
 // *awshttp.BuildableClient, so that the SDK can add AWS_CA_BUNDLE to it.
 func newHTTPClient() *awshttp.BuildableClient {
 	return awshttp.NewBuildableClient().
@@ -139,11 +205,13 @@ func newHTTPClient() *awshttp.BuildableClient {
 			tr.IdleConnTimeout = DefaultIdleConnTimeout
 			tr.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
 			tr.MaxIdleConns = 4 * DefaultMaxIdleConnsPerHost
+			tr.ForceAttemptHTTP2 = false
+			tr.DisableCompression = true
 		})
 }
 
 // key returns the object key of a caller's key.
-func (c *Client) key(key string) *string { return aws.String(c.prefix + key) }
+func (c *Client) key(key string) string { return c.prefix + key }
 
 // Check lists at most one key under the prefix, to fail fast with a clear
 // error on a wrong endpoint, bucket or credentials. Unlike HeadBucket, the
@@ -151,112 +219,8 @@ func (c *Client) key(key string) *string { return aws.String(c.prefix + key) }
 // (SignatureDoesNotMatch) is told from an unknown key
 // (InvalidAccessKeyId), and it needs only the permission List needs.
 func (c *Client) Check(ctx context.Context) error {
-	_, err := c.api.ListObjectsV2(ctx, &s3api.ListObjectsV2Input{
-		Bucket:  &c.bucket,
-		Prefix:  aws.String(c.prefix),
-		MaxKeys: aws.Int32(1),
-	})
+	_, err := c.listPage(ctx, c.prefix, "", "", 1)
 	return c.wrap(ctx, "check", fmt.Sprintf("bucket %q", c.bucket), err)
-}
-
-// Put stores size bytes read from the start of r under key, with meta plus
-// the content's SHA-256 in [replicate.MetaSHA256] (replacing any value the
-// caller passed). It reads r once to hash it, then sends it in one
-// conditional PutObject (If-None-Match: *) with the SHA-256 as the S3
-// checksum; the SDK rewinds r for retries. When the key exists (HTTP 412,
-// also on a retry after an attempt that the server did store), Put compares
-// SHA-256s: equal is success, different is an error matching
-// [replicate.ErrExists]. Objects over [MaxObjectSize] are refused.
-func (c *Client) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
-	return c.wrap(ctx, "put", key, c.put(ctx, key, r, size, meta))
-}
-
-func (c *Client) put(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
-	if key == "" {
-		return errors.New("empty key")
-	}
-	if size < 0 || size > MaxObjectSize {
-		return fmt.Errorf("size %d outside 0..%d", size, int64(MaxObjectSize))
-	}
-	if err := checkMeta(meta); err != nil {
-		return err
-	}
-	if _, err := r.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("rewind content: %w", err)
-	}
-	h := sha256.New()
-	n, err := io.Copy(h, io.LimitReader(ctxReader{ctx, r}, size))
-	if err != nil {
-		return fmt.Errorf("read content: %w", err)
-	}
-	if n < size {
-		return fmt.Errorf("read %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
-	}
-	sum := h.Sum(nil)
-	hexSum := hex.EncodeToString(sum)
-	m := maps.Clone(meta)
-	if m == nil {
-		m = make(map[string]string, 1)
-	}
-	m[replicate.MetaSHA256] = hexSum
-	body := &section{r: r, size: size}
-	if _, err := body.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("rewind content: %w", err)
-	}
-	_, err = c.api.PutObject(ctx, &s3api.PutObjectInput{
-		Bucket:         &c.bucket,
-		Key:            c.key(key),
-		Body:           body,
-		ContentLength:  aws.Int64(size),
-		ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum)),
-		Metadata:       m,
-		IfNoneMatch:    aws.String("*"),
-	})
-	if code, status := errCode(err), httpStatus(err); code == "PreconditionFailed" || status == http.StatusPreconditionFailed ||
-		code == "ConditionalRequestConflict" {
-		return c.sameContent(ctx, key, hexSum, size)
-	}
-	return err
-}
-
-// sameContent decides a Put refused because key exists: nil if the stored
-// object has the SHA-256 hexSum, else an error matching
-// [replicate.ErrExists]. An object without "sha256" metadata is hashed.
-func (c *Client) sameContent(ctx context.Context, key, hexSum string, size int64) error {
-	info, err := c.head(ctx, key)
-	if isNotFound(err) {
-		return errors.New("conditional put refused, but the object is gone (deleted concurrently?)")
-	}
-	if err != nil {
-		return err
-	}
-	if info.Size != size {
-		return fmt.Errorf("%w: stored size %d, new size %d", replicate.ErrExists, info.Size, size)
-	}
-	stored := info.Metadata[replicate.MetaSHA256]
-	if stored == "" {
-		if stored, err = c.hashObject(ctx, key); err != nil {
-			return err
-		}
-	}
-	if stored != hexSum {
-		return fmt.Errorf("%w: stored sha256 %s, new sha256 %s", replicate.ErrExists, stored, hexSum)
-	}
-	return nil
-}
-
-// hashObject returns the hex SHA-256 of the content stored under key.
-func (c *Client) hashObject(ctx context.Context, key string) (string, error) {
-	rc, err := c.get(ctx, key, 0, -1)
-	if err != nil {
-		return "", err
-	}
-	defer rc.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, rc); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Head returns the size, modification time and user metadata (lower-case
@@ -273,98 +237,31 @@ func (c *Client) head(ctx context.Context, key string) (replicate.ObjectInfo, er
 	if key == "" {
 		return replicate.ObjectInfo{}, errors.New("empty key")
 	}
-	out, err := c.api.HeadObject(ctx, &s3api.HeadObjectInput{Bucket: &c.bucket, Key: c.key(key)})
+	resp, err := c.do(ctx, &request{method: http.MethodHead, key: c.key(key), payload: emptySHA256})
 	if err != nil {
 		return replicate.ObjectInfo{}, err
 	}
-	return replicate.ObjectInfo{
-		Key:      key,
-		Size:     aws.ToInt64(out.ContentLength),
-		ModTime:  aws.ToTime(out.LastModified),
-		Metadata: lowerKeys(out.Metadata),
-	}, nil
+	discard(resp)
+	size, err := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64)
+	if err != nil {
+		return replicate.ObjectInfo{}, fmt.Errorf("HEAD response: Content-Length %q", resp.Header.Get("Content-Length"))
+	}
+	modTime, _ := http.ParseTime(resp.Header.Get("Last-Modified"))
+	return replicate.ObjectInfo{Key: key, Size: size, ModTime: modTime, Metadata: userMetadata(resp.Header)}, nil
 }
 
-// lowerKeys returns m with lower-case keys.
-func lowerKeys(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[strings.ToLower(k)] = v
-	}
-	return out
-}
+// metaHeader is the prefix of user-metadata headers, canonicalized.
+const metaHeader = "X-Amz-Meta-"
 
-// List yields the objects whose keys (relative to the prefix) start with
-// prefix and sort after startAfter, in ascending order, one
-// ListObjectsV2 page of up to 1000 keys at a time.
-func (c *Client) List(ctx context.Context, prefix, startAfter string) iter.Seq2[replicate.ObjectInfo, error] {
-	return func(yield func(replicate.ObjectInfo, error) bool) {
-		in := &s3api.ListObjectsV2Input{Bucket: &c.bucket, Prefix: c.key(prefix)}
-		if startAfter != "" {
-			in.StartAfter = c.key(startAfter)
-		}
-		pages := s3api.NewListObjectsV2Paginator(c.api, in)
-		for pages.HasMorePages() {
-			page, err := pages.NextPage(ctx)
-			if err != nil {
-				yield(replicate.ObjectInfo{}, c.wrap(ctx, "list", prefix, err))
-				return
-			}
-			for _, obj := range page.Contents {
-				info := replicate.ObjectInfo{
-					Key:     strings.TrimPrefix(aws.ToString(obj.Key), c.prefix),
-					Size:    aws.ToInt64(obj.Size),
-					ModTime: aws.ToTime(obj.LastModified),
-				}
-				if !yield(info, nil) {
-					return
-				}
-			}
+// userMetadata returns the user metadata in h, with lower-case keys.
+func userMetadata(h http.Header) map[string]string {
+	m := make(map[string]string, 2)
+	for k, v := range h {
+		if len(v) > 0 && len(k) > len(metaHeader) && strings.EqualFold(k[:len(metaHeader)], metaHeader) {
+			m[strings.ToLower(k[len(metaHeader):])] = v[0]
 		}
 	}
-}
-
-// maxDeleteKeys is the most keys one DeleteObjects request takes.
-const maxDeleteKeys = 1000
-
-// Delete removes keys with DeleteObjects, up to 1000 per request. Missing
-// keys are not an error; the first key the server failed to delete is.
-func (c *Client) Delete(ctx context.Context, keys ...string) error {
-	for _, key := range keys {
-		if key == "" {
-			return c.wrap(ctx, "delete", "", errors.New("empty key"))
-		}
-	}
-	for batch := range slices.Chunk(keys, maxDeleteKeys) {
-		objs := make([]types.ObjectIdentifier, len(batch))
-		for i, key := range batch {
-			objs[i] = types.ObjectIdentifier{Key: c.key(key)}
-		}
-		out, err := c.api.DeleteObjects(ctx, &s3api.DeleteObjectsInput{
-			Bucket: &c.bucket,
-			Delete: &types.Delete{Objects: objs, Quiet: aws.Bool(true)},
-		})
-		if err != nil {
-			return c.wrap(ctx, "delete", batch[0], err)
-		}
-		for _, e := range out.Errors {
-			code := aws.ToString(e.Code)
-			if code == "NoSuchKey" {
-				continue
-			}
-			key := strings.TrimPrefix(aws.ToString(e.Key), c.prefix)
-			msg := fmt.Sprintf("s3: delete %s: %s: %s", key, code, oneLine(aws.ToString(e.Message)))
-			if n := len(out.Errors); n > 1 {
-				msg += fmt.Sprintf(" (and %d more)", n-1)
-			}
-			var kind error
-			if authCodes[code] {
-				kind = ErrAccessDenied
-			}
-			return &opError{msg: msg, kind: kind, err: errors.New(code)}
-		}
-	}
-	return nil
+	return m
 }
 
 // checkMeta enforces the [replicate.Storage] metadata rules: lower-case keys
@@ -381,46 +278,6 @@ func checkMeta(meta map[string]string) error {
 		}
 	}
 	return nil
-}
-
-// section is the first size bytes of r: a body the SDK can measure, rewind
-// for retries, and never read past.
-type section struct {
-	r    io.ReadSeeker
-	size int64
-	off  int64
-}
-
-func (s *section) Read(p []byte) (int, error) {
-	if s.off >= s.size {
-		return 0, io.EOF
-	}
-	if left := s.size - s.off; int64(len(p)) > left {
-		p = p[:left]
-	}
-	n, err := s.r.Read(p)
-	s.off += int64(n)
-	if err == io.EOF && s.off < s.size {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
-}
-
-func (s *section) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekCurrent:
-		offset += s.off
-	case io.SeekEnd:
-		offset += s.size
-	}
-	if offset < 0 || offset > s.size {
-		return s.off, fmt.Errorf("seek to %d outside 0..%d", offset, s.size)
-	}
-	if _, err := s.r.Seek(offset, io.SeekStart); err != nil {
-		return s.off, err
-	}
-	s.off = offset
-	return offset, nil
 }
 
 // ctxReader fails reads once ctx is done.

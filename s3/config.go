@@ -57,7 +57,8 @@ type Config struct {
 
 	// Endpoint is the base URL of an S3-compatible service, such as
 	// "http://127.0.0.1:7070". If empty, New uses $AWS_ENDPOINT_URL_S3,
-	// then $AWS_ENDPOINT_URL, then AWS S3 itself.
+	// then $AWS_ENDPOINT_URL, then AWS S3 itself
+	// (https://s3.REGION.amazonaws.com).
 	Endpoint string
 
 	// Region is the signing region. If empty, New uses the SDK's default
@@ -66,8 +67,9 @@ type Config struct {
 
 	// PathStyle addresses the bucket in the URL path
 	// (endpoint/bucket/key) rather than the host name
-	// (bucket.endpoint/key), as most S3-compatible servers need. The SDK
-	// uses path style by itself for an endpoint that is an IP address.
+	// (bucket.endpoint/key), as most S3-compatible servers need. New
+	// uses path style by itself for an endpoint that is an IP address or
+	// localhost, and for a bucket name that cannot start a host name.
 	PathStyle bool
 
 	// AccessKeyID and SecretAccessKey are static credentials. If both are
@@ -77,8 +79,9 @@ type Config struct {
 	SecretAccessKey string
 
 	// MaxAttempts is the number of attempts per request, the first
-	// included, with exponential backoff in between; 0 means
-	// [DefaultMaxAttempts].
+	// included, with exponential backoff in between (100 ms doubling up
+	// to 5 s, jittered); 0 means [DefaultMaxAttempts]. Only network
+	// errors, 5xx, throttling and request timeouts are retried.
 	MaxAttempts int
 
 	// HTTPClient sends the requests. If nil, New builds one with the

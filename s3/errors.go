@@ -2,23 +2,23 @@ package s3
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/walsync/walsync/replicate"
 )
 
 // Errors returned by the s3 package besides the [replicate.Storage]
-// sentinels. Errors from the server also match the SDK's error types
-// (smithy.APIError) with errors.As.
+// sentinels. Errors from the server also match smithy.APIError
+// (github.com/aws/smithy-go) with errors.As, for their S3 error code.
 var (
 	// ErrAccessDenied is returned when the server rejects the credentials
 	// (InvalidAccessKeyId, SignatureDoesNotMatch, ...) or denies the request.
@@ -54,12 +54,103 @@ var authCodes = map[string]bool{
 	"XAdminUserNotFound":           true, // versitygw's InvalidAccessKeyId, with HTTP 404
 }
 
+// apiError is an error response of the server: its HTTP status and the Code
+// and Message of its XML body. Bodiless responses (to HEAD) get a code
+// made from the status, as the SDK does.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+var _ smithy.APIError = (*apiError)(nil)
+
+func (e *apiError) Error() string {
+	if e.message == "" {
+		return fmt.Sprintf("%s (HTTP %d)", e.code, e.status)
+	}
+	return fmt.Sprintf("%s: %s (HTTP %d)", e.code, oneLine(e.message), e.status)
+}
+
+// ErrorCode, ErrorMessage and ErrorFault implement smithy.APIError.
+func (e *apiError) ErrorCode() string    { return e.code }
+func (e *apiError) ErrorMessage() string { return e.message }
+func (e *apiError) ErrorFault() smithy.ErrorFault {
+	if e.status >= 500 {
+		return smithy.FaultServer
+	}
+	return smithy.FaultClient
+}
+
+// notFound reports whether e says that an object does not exist.
+func (e *apiError) notFound() bool {
+	return e.code == "NoSuchKey" || e.code == "NotFound" || e.status == http.StatusNotFound
+}
+
+// retryable reports whether a request that got e may succeed if sent again.
+func (e *apiError) retryable() bool {
+	switch e.status {
+	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	switch e.code {
+	case "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling", "ThrottlingException":
+		return true
+	}
+	return false
+}
+
+// maxErrorBody is the most of an error response's body that is read.
+const maxErrorBody = 64 << 10
+
+// readError turns an error response into an *apiError and closes its body.
+func readError(resp *http.Response) *apiError {
+	defer resp.Body.Close()
+	e := &apiError{status: resp.StatusCode}
+	var body struct {
+		Code    string
+		Message string
+	}
+	if b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody)); err == nil && len(b) > 0 {
+		xml.Unmarshal(b, &body) // a body that is not S3 XML leaves Code empty
+	}
+	e.code, e.message = body.Code, body.Message
+	if e.code == "" {
+		switch e.status {
+		case http.StatusNotFound:
+			e.code = "NotFound"
+		case http.StatusPreconditionFailed:
+			e.code = "PreconditionFailed"
+		default:
+			e.code = strings.ReplaceAll(http.StatusText(e.status), " ", "")
+		}
+		if e.code == "" {
+			e.code = fmt.Sprintf("HTTP%d", e.status)
+		}
+	}
+	return e
+}
+
+// sendError is a request that could not be sent or whose response was not
+// received.
+type sendError struct{ err error }
+
+func (e *sendError) Error() string { return "send request: " + e.err.Error() }
+func (e *sendError) Unwrap() error { return e.err }
+
+// credentialsError is a failure of the credential provider.
+type credentialsError struct{ err error }
+
+func (e *credentialsError) Error() string { return "get credentials: " + e.err.Error() }
+func (e *credentialsError) Unwrap() error { return e.err }
+
 // opError is an error with a short, one-line message that still unwraps to
-// the full SDK error and to a sentinel.
+// the underlying error and to a sentinel.
 type opError struct {
 	msg  string
 	kind error // a sentinel, or nil
-	err  error // the SDK error
+	err  error // the underlying error
 }
 
 func (e *opError) Error() string { return e.msg }
@@ -73,33 +164,24 @@ func (e *opError) Unwrap() []error {
 
 // errCode returns the S3 error code of err, or "".
 func errCode(err error) string {
-	var ae smithy.APIError
+	var ae *apiError
 	if errors.As(err, &ae) {
-		return ae.ErrorCode()
+		return ae.code
 	}
 	return ""
 }
 
-// httpStatus returns the HTTP status of the response that caused err, or 0.
-func httpStatus(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
-}
-
 // isNotFound reports whether err says that an object does not exist.
 func isNotFound(err error) bool {
-	code := errCode(err)
-	return code == "NoSuchKey" || code == "NotFound"
+	var ae *apiError
+	return errors.As(err, &ae) && ae.notFound() && !authCodes[ae.code] && ae.code != "NoSuchBucket"
 }
 
 // wrap gives err, returned by operation op ("put", "get", ...) on what
 // (a key, or a description), context once: "s3: put KEY: ...". Errors the
 // callers act on get short messages and match a sentinel: missing object
 // ([replicate.ErrNotExist]), missing bucket, access denied, unreachable
-// endpoint. Context errors are passed through, wrapped.
+// endpoint, no credentials. Context errors are passed through, wrapped.
 func (c *Client) wrap(ctx context.Context, op, what string, err error) error {
 	if err == nil {
 		return nil
@@ -113,59 +195,49 @@ func (c *Client) wrap(ctx context.Context, op, what string, err error) error {
 		prefix += " " + what
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, replicate.ErrExists) && !errors.Is(err, replicate.ErrChecksum) {
-		// The SDK's error for a canceled request is long and may not
-		// match ctxErr; this says what happened.
+		// A canceled request fails in many ways (a closed connection, an
+		// aborted backoff); this says what happened.
 		return fmt.Errorf("%s: %w", prefix, ctxErr)
 	}
-	code, status := errCode(err), httpStatus(err)
+	var (
+		ae *apiError
+		ce *credentialsError
+		se *sendError
+	)
 	switch {
-	case code == "NoSuchBucket":
+	case errors.As(err, &ae) && ae.code == "NoSuchBucket":
 		return &opError{msg: fmt.Sprintf("s3: bucket %q does not exist", c.bucket), kind: ErrBucketNotExist, err: err}
-	case isNotFound(err):
+	case errors.As(err, &ae) && (authCodes[ae.code] || ae.status == http.StatusForbidden):
+		return &opError{msg: fmt.Sprintf("%s: access denied (%s)", prefix, ae.code), kind: ErrAccessDenied, err: err}
+	case errors.As(err, &ae) && ae.notFound():
 		return &opError{msg: prefix + ": " + replicate.ErrNotExist.Error(), kind: replicate.ErrNotExist, err: err}
-	case authCodes[code] || status == http.StatusForbidden:
-		if code == "" {
-			code = http.StatusText(status)
-		}
-		return &opError{msg: fmt.Sprintf("%s: access denied (%s)", prefix, code), kind: ErrAccessDenied, err: err}
-	}
-	// The SDK reports a failed credential chain only in the message.
-	if _, detail, ok := strings.Cut(err.Error(), "get identity: "); ok {
+	case errors.As(err, &ce):
 		return &opError{
-			msg:  fmt.Sprintf("%s: no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): %s", prefix, oneLine(detail)),
+			msg:  fmt.Sprintf("%s: no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): %s", prefix, oneLine(ce.err.Error())),
 			kind: ErrNoCredentials,
 			err:  err,
 		}
-	}
-	var se *smithyhttp.RequestSendError
-	if errors.As(err, &se) {
-		return &opError{msg: prefix + ": " + c.sendFailure(se.Err), kind: ErrUnreachable, err: err}
+	case errors.As(err, &se):
+		return &opError{msg: prefix + ": " + c.sendFailure(se.err), kind: ErrUnreachable, err: err}
 	}
 	return fmt.Errorf("%s: %w", prefix, err)
 }
 
 // sendFailure describes a failure to send a request, naming the endpoint.
 func (c *Client) sendFailure(err error) string {
-	endpoint := c.endpoint
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		if u, perr := url.Parse(ue.URL); perr == nil && u.Host != "" && endpoint == "" {
-			endpoint = u.Scheme + "://" + u.Host // AWS: the host the SDK chose
-		}
-		err = ue.Err
-	}
-	if endpoint == "" {
-		endpoint = "AWS S3"
+		err = ue.Err // without the URL, which names the bucket and key
 	}
 	var dns *net.DNSError
 	var op *net.OpError
 	switch {
 	case errors.As(err, &dns):
-		return fmt.Sprintf("endpoint %s unreachable: %s", endpoint, oneLine(dns.Error()))
+		return fmt.Sprintf("endpoint %s unreachable: %s", c.endpoint, oneLine(dns.Error()))
 	case errors.As(err, &op) && op.Op == "dial":
-		return fmt.Sprintf("endpoint %s unreachable: %s", endpoint, oneLine(op.Error()))
+		return fmt.Sprintf("endpoint %s unreachable: %s", c.endpoint, oneLine(op.Error()))
 	}
-	return fmt.Sprintf("endpoint %s: %s", endpoint, oneLine(err.Error()))
+	return fmt.Sprintf("endpoint %s: %s", c.endpoint, oneLine(err.Error()))
 }
 
 // oneLine joins the lines of s.

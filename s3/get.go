@@ -3,16 +3,15 @@ package s3
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"net/http"
+	"strconv"
 	"strings"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/walsync/walsync/replicate"
 )
@@ -20,12 +19,13 @@ import (
 // Get opens key for reading n bytes from offset off, or to the end if n < 0.
 //
 // A whole-object read (off 0, n < 0) verifies the content at EOF against
-// the "sha256" metadata and, if the object has one, its S3 checksum; a
-// mismatch is an error matching [replicate.ErrChecksum]. A range that runs
-// past the end of the object is an error matching [io.ErrUnexpectedEOF],
-// from Get or from the reader, as is a body that ends early. A missing key
-// is an error matching [replicate.ErrNotExist]. Reads are not retried: a
-// failed read is for the caller to retry.
+// the "sha256" metadata or, for an object without it, against its S3
+// checksum if it has one; a mismatch is an error matching
+// [replicate.ErrChecksum]. A range that runs past the end of the object is
+// an error matching [io.ErrUnexpectedEOF], from Get or from the reader, as
+// is a body that ends early. A missing key is an error matching
+// [replicate.ErrNotExist]. Reads are not retried: a failed read is for the
+// caller to retry.
 func (c *Client) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	rc, err := c.get(ctx, key, off, n)
 	if err != nil {
@@ -52,39 +52,60 @@ func (c *Client) get(ctx context.Context, key string, off, n int64) (io.ReadClos
 		}
 		return io.NopCloser(strings.NewReader("")), nil
 	}
-	in := &s3api.GetObjectInput{Bucket: &c.bucket, Key: c.key(key)}
+	h := make(http.Header, 4)
 	whole := off == 0 && n < 0
+	var rng string
 	switch {
 	case whole:
-		in.ChecksumMode = types.ChecksumModeEnabled
+		h["X-Amz-Checksum-Mode"] = []string{"ENABLED"}
 	case n < 0:
-		in.Range = aws.String(fmt.Sprintf("bytes=%d-", off))
+		rng = "bytes=" + strconv.FormatInt(off, 10) + "-"
 	default:
-		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+		rng = "bytes=" + strconv.FormatInt(off, 10) + "-" + strconv.FormatInt(off+n-1, 10)
 	}
-	out, err := c.api.GetObject(ctx, in)
+	if rng != "" {
+		h["Range"] = []string{rng}
+	}
+	resp, err := c.do(ctx, &request{method: http.MethodGet, key: c.key(key), header: h, payload: emptySHA256})
 	if errCode(err) == "InvalidRange" {
 		return nil, fmt.Errorf("range %d+%d past the end of the object: %w", off, n, io.ErrUnexpectedEOF)
 	}
 	if err != nil {
 		return nil, err
 	}
-	r := &reader{ctx: ctx, key: key, body: out.Body, want: -1}
-	if n >= 0 {
-		r.want = n
-	} else if out.ContentLength != nil {
-		r.want = *out.ContentLength
+	r := &reader{ctx: ctx, key: key, body: resp.Body, want: n}
+	if n < 0 {
+		r.want = resp.ContentLength // -1 if unknown
 	}
-	if in.Range != nil && !strings.HasPrefix(aws.ToString(out.ContentRange), fmt.Sprintf("bytes %d-", off)) {
-		out.Body.Close()
-		return nil, fmt.Errorf("asked for %s, got Content-Range %q", *in.Range, aws.ToString(out.ContentRange))
+	if cr := resp.Header.Get("Content-Range"); rng != "" && !strings.HasPrefix(cr, "bytes "+strconv.FormatInt(off, 10)+"-") {
+		resp.Body.Close()
+		return nil, fmt.Errorf("asked for %s, got Content-Range %q", rng, cr)
 	}
 	if whole {
-		if sum := lowerKeys(out.Metadata)[replicate.MetaSHA256]; sum != "" {
-			r.h, r.sum = sha256.New(), sum
+		r.sum, r.source = storedSHA256(resp.Header)
+		if r.sum != "" {
+			r.h = sha256.New()
 		}
 	}
 	return r, nil
+}
+
+// storedSHA256 returns the hex SHA-256 that a whole object read should
+// have, and where it comes from: the "sha256" metadata, else the S3
+// checksum of a single-part object, else "".
+func storedSHA256(h http.Header) (sum, source string) {
+	if sum := h.Get("X-Amz-Meta-Sha256"); sum != "" {
+		return strings.ToLower(sum), "stored"
+	}
+	b64 := h.Get("X-Amz-Checksum-Sha256")
+	if b64 == "" || strings.EqualFold(h.Get("X-Amz-Checksum-Type"), "COMPOSITE") {
+		return "", "" // a checksum of part checksums: not the content's
+	}
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(raw) != sha256.Size {
+		return "", ""
+	}
+	return hex.EncodeToString(raw), "S3 checksum"
 }
 
 // reader reads an object's body, insisting on exactly want bytes and, when h
@@ -96,9 +117,10 @@ type reader struct {
 	want int64 // bytes expected, or -1 if unknown
 	got  int64 // bytes read
 
-	h   hash.Hash // nil: no verification
-	sum string
-	err error // sticky
+	h      hash.Hash // nil: no verification
+	sum    string    // hex
+	source string    // of sum, for the error message
+	err    error     // sticky
 }
 
 func (r *reader) Read(p []byte) (int, error) {
@@ -106,7 +128,8 @@ func (r *reader) Read(p []byte) (int, error) {
 		return 0, r.err
 	}
 	if err := r.ctx.Err(); err != nil {
-		return 0, fmt.Errorf("s3: get %s: %w", r.key, err)
+		r.err = fmt.Errorf("s3: get %s: %w", r.key, err)
+		return 0, r.err
 	}
 	n, err := r.body.Read(p)
 	r.got += int64(n)
@@ -120,14 +143,11 @@ func (r *reader) Read(p []byte) (int, error) {
 		err = fmt.Errorf("s3: get %s: %d of %d bytes: %w", r.key, r.got, r.want, io.ErrUnexpectedEOF)
 	case err == io.EOF && r.h != nil:
 		if got := hex.EncodeToString(r.h.Sum(nil)); got != r.sum {
-			err = fmt.Errorf("s3: get %s: %w: content sha256 %s, stored %s", r.key, replicate.ErrChecksum, got, r.sum)
+			err = fmt.Errorf("s3: get %s: %w: content sha256 %s, %s %s", r.key, replicate.ErrChecksum, got, r.source, r.sum)
 		}
 	case err == io.EOF:
 	case err != nil && r.ctx.Err() != nil:
 		err = fmt.Errorf("s3: get %s: %w", r.key, r.ctx.Err())
-	case err != nil && strings.Contains(err.Error(), "checksum did not match"):
-		// The SDK's S3 checksum validation; its error type is unexported.
-		err = fmt.Errorf("s3: get %s: %w: %w", r.key, replicate.ErrChecksum, err)
 	case err != nil:
 		err = fmt.Errorf("s3: get %s: %w", r.key, err)
 	}

@@ -1,0 +1,249 @@
+package s3
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Backoff between attempts: the first wait is about minBackoff, doubling
+// up to maxBackoff, each with random jitter.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+// emptySHA256 is the hex SHA-256 of an empty body.
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// userAgent is sent with every request, unsigned.
+const userAgent = "walsync"
+
+// request is one S3 API call, which [Client.do] sends, signed, until it
+// succeeds or fails for good.
+type request struct {
+	method string
+	key    string // full object key (with the prefix); "" addresses the bucket
+	query  string // encoded query string, or ""
+	header http.Header
+
+	// body holds size bytes from its start (nil: no body), and payload is
+	// their hex SHA-256, or emptySHA256.
+	body    io.ReadSeeker
+	size    int64
+	payload string
+}
+
+// url returns the URL of key, or of the bucket when key is "".
+func (c *Client) url(key, query string) *url.URL {
+	u := &url.URL{Scheme: c.scheme, Host: c.host, Path: c.path, RawPath: c.rawPath, RawQuery: query}
+	if key != "" || !c.pathStyle {
+		u.Path += "/" + key
+		u.RawPath += "/" + escapePath(key)
+	}
+	return u
+}
+
+// escapePath URI-encodes an object key the way S3 and SigV4 want it: every
+// byte but the unreserved characters (letters, digits, '-', '.', '_', '~')
+// and '/' is written %XX.
+func escapePath(s string) string {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if !unreserved(s[i]) && s[i] != '/' {
+			n++
+		}
+	}
+	if n == 0 {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+2*n)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; unreserved(c) || c == '/' {
+			b = append(b, c)
+		} else {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		}
+	}
+	return string(b)
+}
+
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// do sends r, retrying network errors, 5xx and throttling with exponential
+// backoff up to c.attempts times in all, and signing every attempt anew. It
+// returns the response to the first attempt answered with a 2xx status; any
+// other status is an *apiError. Network failures are *sendError.
+func (c *Client) do(ctx context.Context, r *request) (*http.Response, error) {
+	for attempt := 1; ; attempt++ {
+		resp, err := c.send(ctx, r, attempt)
+		if err == nil && resp.StatusCode/100 == 2 {
+			return resp, nil
+		}
+		if err == nil {
+			err = readError(resp)
+		}
+		if attempt >= c.attempts || !retryable(err) || ctx.Err() != nil {
+			return nil, err
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// send makes attempt number attempt at r.
+func (c *Client) send(ctx context.Context, r *request, attempt int) (*http.Response, error) {
+	creds, err := c.creds.Retrieve(ctx)
+	if err != nil {
+		return nil, &credentialsError{err}
+	}
+	header := r.header
+	switch {
+	case header == nil:
+		header = make(http.Header, 4)
+	case attempt > 1:
+		// The transport may still be writing the last attempt's headers.
+		header = header.Clone()
+	}
+	req := (&http.Request{
+		Method:     r.method,
+		URL:        c.url(r.key, r.query),
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     header,
+		Host:       c.host,
+	}).WithContext(ctx)
+	req.Header["User-Agent"] = []string{userAgent}
+	req.Header["X-Amz-Content-Sha256"] = []string{r.payload}
+	var b *body
+	switch {
+	case r.body != nil && r.size > 0:
+		if _, err := r.body.Seek(0, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("rewind content: %w", err)
+		}
+		b = &body{r: r.body, n: r.size}
+		req.Body, req.ContentLength = b, r.size
+	case r.method == http.MethodPut || r.method == http.MethodPost:
+		req.Body = http.NoBody
+	}
+	if err := c.signer.SignHTTP(ctx, creds, req, r.payload, "s3", c.region, time.Now()); err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if b != nil {
+		// The transport may still be reading the body after an early
+		// answer; the next attempt rewinds the reader.
+		b.Close()
+	}
+	if err != nil {
+		return nil, &sendError{err}
+	}
+	return resp, nil
+}
+
+// retryable reports whether a request that failed with err may succeed if
+// sent again.
+func retryable(err error) bool {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.retryable()
+	}
+	var se *sendError
+	if !errors.As(err, &se) {
+		return false // credentials, or an unreadable body
+	}
+	// A certificate will not be any better next time.
+	var (
+		verify    *tls.CertificateVerificationError
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+	)
+	return !errors.As(err, &verify) && !errors.As(err, &unknownCA) && !errors.As(err, &hostname)
+}
+
+// backoff returns the wait before attempt+1: minBackoff doubled for each
+// attempt up to maxBackoff, of which a random half.
+func backoff(attempt int) time.Duration {
+	d := maxBackoff
+	if attempt < 16 {
+		d = min(maxBackoff, minBackoff<<(attempt-1))
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// errBodyClosed is what the transport reads from the body of an attempt
+// that is over.
+var errBodyClosed = errors.New("request body closed")
+
+// body is the request body of one attempt: the next n bytes of r. Once
+// closed it no longer reads r, so that the next attempt can rewind r while
+// the transport may still hold this attempt's body.
+type body struct {
+	mu     sync.Mutex
+	r      io.Reader
+	n      int64 // bytes left
+	closed bool
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errBodyClosed
+	}
+	if b.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.r.Read(p)
+	b.n -= int64(n)
+	if err == io.EOF && b.n > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (b *body) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return nil
+}
+
+// discard reads the rest of a response body, so that its connection can be
+// reused, and closes it.
+func discard(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+}
+
+// trimPrefix returns the key of an object relative to the client's prefix.
+func (c *Client) trimPrefix(key string) string { return strings.TrimPrefix(key, c.prefix) }
