@@ -43,6 +43,9 @@ const maxWALFileBytes = 64 << 20
 //     on a short-lived connection shrinks it; a gate on the WAL's Truncate
 //     captures any committed frame not yet replicated before it is lost.
 func (d *DB) maybeCheckpoint(ctx context.Context) error {
+	if d.app != nil {
+		return nil // the application checkpoints; the VFS gate protects the WAL
+	}
 	if d.pos.IsZero() || d.newGenOK || len(d.pending) > 0 || d.pin.shm == nil {
 		return nil
 	}
@@ -137,7 +140,7 @@ func (d *DB) truncateWAL(ctx context.Context) error {
 // captureTail captures the committed frames after the replicated position
 // into a pending segment, before the WAL can be restarted or truncated.
 func (d *DB) captureTail() error {
-	wal, err := openWAL(d.walPath)
+	wal, err := d.openWAL()
 	if err != nil || wal == nil {
 		return err
 	}
@@ -145,7 +148,7 @@ func (d *DB) captureTail() error {
 	if !d.pos.sameGen(wal.hdr) || wal.size < d.pos.Offset {
 		return nil // nothing of the replicated generation left to capture
 	}
-	scan, err := scanWAL(wal.f, wal.hdr, d.pos, 0, d.maxFrame(wal.hdr))
+	scan, err := scanWAL(wal.r, wal.hdr, d.pos, 0, d.maxFrame(wal.hdr))
 	if err != nil || scan.empty() {
 		return err
 	}

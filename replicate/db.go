@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -38,6 +39,7 @@ type DB struct {
 	snapAt     time.Time  // time of the last snapshot
 	snapReason string     // non-empty: a snapshot is needed, and why
 	pending    []*segment // captured, not yet uploaded, in TXID order
+	app        *appState  // set for databases captured by an in-process VFS
 }
 
 func newDB(r *Replicator, path, name string) *DB {
@@ -81,10 +83,15 @@ func (d *DB) openLocked(ctx context.Context) error {
 	} else if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file", d.path)
 	}
-	if err := retryBusy(ctx, func() error { return d.pin.lockDB(d.path) }); err != nil {
-		return fmt.Errorf("lock database: %w", err)
+	if d.app != nil {
+		err = d.pin.openDB(d.path)
+	} else {
+		err = retryBusy(ctx, func() error { return d.pin.lockDB(d.path) })
 	}
-	dh, err := readDBHeader(d.pin.db)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	dh, err := readDBHeader(d.dbReader())
 	if err == nil && !dh.wal {
 		err = ErrNotWAL
 	}
@@ -95,7 +102,9 @@ func (d *DB) openLocked(ctx context.Context) error {
 	if fi, err := d.pin.db.Stat(); err == nil {
 		d.ino = inode(fi)
 	}
-	if err := d.pinWAL(ctx); err != nil {
+	if d.app != nil {
+		d.pin.openSHM(d.shmPath)
+	} else if err := d.pinWAL(ctx); err != nil {
 		d.pin.close()
 		return err
 	}
@@ -238,12 +247,12 @@ func (d *DB) discontinuity(reason string) {
 // position (at most MaxSegmentBytes of them) into one pending segment. It
 // reports whether it captured anything.
 func (d *DB) capture() (captured bool, err error) {
-	wal, err := openWAL(d.walPath)
+	wal, err := d.openWAL()
 	if err != nil {
 		return false, err
 	}
 	if wal == nil {
-		if !d.newGenOK {
+		if !d.newGenOK && (d.app == nil || !d.app.closed) {
 			d.discontinuity("WAL deleted, truncated or rewritten by another process")
 		}
 		return false, nil
@@ -257,6 +266,8 @@ func (d *DB) capture() (captured bool, err error) {
 		if err := d.repin(); err != nil {
 			return false, err
 		}
+	case d.app != nil && d.app.nextIs(hdr):
+		d.pos, d.app.next, d.app.closed = hdr.start(), nil, false
 	default:
 		d.discontinuity(fmt.Sprintf("WAL restarted by another process (salt %08x-%08x, expected %08x-%08x)",
 			hdr.Salt1, hdr.Salt2, d.pos.Salt1, d.pos.Salt2))
@@ -266,7 +277,7 @@ func (d *DB) capture() (captured bool, err error) {
 		d.discontinuity("WAL truncated below the replicated position")
 		return false, nil
 	}
-	scan, err := scanWAL(wal.f, hdr, d.pos, d.r.opts.MaxSegmentBytes, d.maxFrame(hdr))
+	scan, err := scanWAL(wal.r, hdr, d.pos, d.r.opts.MaxSegmentBytes, d.maxFrame(hdr))
 	if err != nil {
 		return false, err
 	}
@@ -296,7 +307,7 @@ func (d *DB) maxFrame(hdr WALHeader) uint32 {
 // repin returns from the post-checkpoint READ_LOCK(0) to a read-mark slot
 // once the WAL generation that was checkpointed has been restarted.
 func (d *DB) repin() error {
-	if d.pin.slot != 0 {
+	if d.pin.slot != 0 || d.app != nil {
 		return nil
 	}
 	if err := d.pin.lockSlot(); err != nil {
@@ -313,7 +324,7 @@ func (d *DB) newSegment(scan *walScan) (*segment, error) {
 	txid := d.txid + 1
 	ts := d.nextTimestamp()
 	sp := newSpool(d.r.opts.SpoolDir)
-	if err := encodeSegment(sp, scan, txid, ts); err != nil {
+	if err := encodeSegment(sp, scan, txid, ts, d.storePage); err != nil {
 		sp.Close()
 		return nil, fmt.Errorf("encode segment %s: %w", txid, err)
 	}
@@ -363,6 +374,9 @@ func (d *DB) uploadPending(ctx context.Context) error {
 			}
 			d.mu.unlock()
 			return err
+		}
+		if seg.file != "" {
+			os.Remove(seg.file) // uploaded: the spooled copy is not needed
 		}
 		seg.close()
 		d.pending[0] = nil
@@ -438,13 +452,28 @@ func (m chanMutex) unlock() { <-m }
 // walFile is an open WAL with a valid header.
 type walFile struct {
 	f    *os.File
+	r    io.ReaderAt // the plaintext: f, or f decoded by an in-app codec
 	hdr  WALHeader
 	size int64
+}
+
+// openWAL opens the database's WAL (see openWAL), decoded by the in-app
+// codec if there is one.
+func (d *DB) openWAL() (*walFile, error) {
+	if d.app != nil && d.app.codec != nil {
+		return openWALWith(d.walPath, d.app.codec.Reader)
+	}
+	return openWAL(d.walPath)
 }
 
 // openWAL opens the WAL at path. It returns nil, nil if there is no WAL or
 // its header is not valid (not yet written, or being rewritten).
 func openWAL(path string) (*walFile, error) {
+	return openWALWith(path, nil)
+}
+
+// openWALWith is openWAL reading through decode (nil: the file as is).
+func openWALWith(path string, decode func(io.ReaderAt) io.ReaderAt) (*walFile, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -456,7 +485,11 @@ func openWAL(path string) (*walFile, error) {
 		f.Close()
 		return nil, err
 	}
-	rd, err := NewWALReader(f)
+	var r io.ReaderAt = f
+	if decode != nil {
+		r = decode(f)
+	}
+	rd, err := NewWALReader(r)
 	if errors.Is(err, ErrWALHeader) {
 		f.Close()
 		return nil, nil
@@ -464,5 +497,5 @@ func openWAL(path string) (*walFile, error) {
 		f.Close()
 		return nil, err
 	}
-	return &walFile{f: f, hdr: rd.Header(), size: fi.Size()}, nil
+	return &walFile{f: f, r: r, hdr: rd.Header(), size: fi.Size()}, nil
 }

@@ -234,3 +234,25 @@ func (p *pin) state() (shmState, bool) {
 		salt2: binary.BigEndian.Uint32(b[36:]),
 	}, true
 }
+
+// openDB opens the database without locking it, for databases whose WAL
+// is protected by an in-process VFS gate instead of the pin.
+func (p *pin) openDB(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	p.db = f
+	return nil
+}
+
+// openSHM opens the -shm without locking it, if it exists, to read the
+// WAL-index and take READ_LOCK(0) during snapshots.
+func (p *pin) openSHM(shmPath string) {
+	if p.shm != nil {
+		return
+	}
+	if f, err := os.OpenFile(shmPath, os.O_RDWR, 0); err == nil {
+		p.shm = f
+	}
+}

@@ -150,13 +150,19 @@ func (r *Replicator) Add(ctx context.Context, path, name string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("add %s: %w", path, err)
 	}
+	return r.add(ctx, abs, name, nil)
+}
+
+// add registers the database at the absolute path abs.
+func (r *Replicator) add(ctx context.Context, abs, name string, app *appState) (*DB, error) {
+	var err error
 	if name == "" {
 		name, err = NameFromPath(abs)
 	} else {
 		name, err = CleanName(name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("add %s: %w", path, err)
+		return nil, fmt.Errorf("add %s: %w", abs, err)
 	}
 	r.mu.Lock()
 	if other := r.byName[name]; other != nil {
@@ -168,6 +174,7 @@ func (r *Replicator) Add(ctx context.Context, path, name string) (*DB, error) {
 		return nil, fmt.Errorf("add %s: already replicated", abs)
 	}
 	d := newDB(r, abs, name)
+	d.app = app
 	r.byPath[abs], r.byName[name] = d, d
 	r.mu.Unlock()
 

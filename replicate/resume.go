@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -98,6 +96,11 @@ func fetchHeader(ctx context.Context, store Storage, key string) (ltx.Header, er
 // from there if the WAL still holds that generation and its frames up to
 // that offset form a valid chain; otherwise a snapshot is needed.
 func (d *DB) resume(ctx context.Context) error {
+	if d.app != nil {
+		if err := d.uploadSpool(ctx); err != nil {
+			return fmt.Errorf("upload spooled segments: %w", err)
+		}
+	}
 	rs, err := loadRemoteState(ctx, d.r.store, d.name)
 	if err != nil {
 		return fmt.Errorf("read target: %w", err)
@@ -112,8 +115,12 @@ func (d *DB) resume(ctx context.Context) error {
 		d.discontinuity("no WAL position recorded in the target to resume from")
 		return nil
 	}
-	pos, err := findWALPos(d.walPath, rs.hdr.WALSalt1, rs.hdr.WALSalt2, rs.hdr.WALOffset+rs.hdr.WALSize)
+	pos, err := d.findWALPos(rs.hdr.WALSalt1, rs.hdr.WALSalt2, rs.hdr.WALOffset+rs.hdr.WALSize)
 	if errors.Is(err, errNoPos) {
+		if d.app != nil && d.resumeAfterReset() {
+			d.logger().Info("resuming after a WAL reset", "txid", d.txid.String())
+			return nil
+		}
 		d.discontinuity("WAL changed while walsync was not running")
 		return nil
 	} else if err != nil {
@@ -130,20 +137,15 @@ var errNoPos = errors.New("wal position not found")
 // findWALPos returns the position at offset end in the WAL generation with
 // the given salts, after checking that the frames before it are valid and
 // that end is a transaction boundary.
-func findWALPos(walPath string, salt1, salt2 uint32, end int64) (WALPos, error) {
-	f, err := os.Open(walPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return WALPos{}, errNoPos
-	} else if err != nil {
+func (d *DB) findWALPos(salt1, salt2 uint32, end int64) (WALPos, error) {
+	wal, err := d.openWAL()
+	if err != nil {
 		return WALPos{}, err
-	}
-	defer f.Close()
-	rd, err := NewWALReader(f)
-	if errors.Is(err, ErrWALHeader) {
+	} else if wal == nil {
 		return WALPos{}, errNoPos
-	} else if err != nil {
-		return WALPos{}, err
 	}
+	defer wal.f.Close()
+	rd := NewWALReaderAt(wal.r, wal.hdr, wal.hdr.start())
 	if hdr := rd.Header(); hdr.Salt1 != salt1 || hdr.Salt2 != salt2 {
 		return WALPos{}, errNoPos
 	}

@@ -19,6 +19,7 @@ type segment struct {
 	data    *spool
 	commit  uint32 // database size in pages after the segment
 	pages   int
+	file    string // durable spool copy (in-app databases), removed once uploaded
 }
 
 // close releases the segment's spooled data.
@@ -33,7 +34,10 @@ func (s *segment) close() error {
 
 // encodeSegment encodes the committed transactions found by scan as one
 // LTX file with the given TXID, reading page data from the WAL again.
-func encodeSegment(w io.Writer, scan *walScan, txid ltx.TXID, ts time.Time) error {
+//
+// store, if not nil, turns each page into the bytes the database file
+// stores (an in-app VFS codec: encryption, checksums).
+func encodeSegment(w io.Writer, scan *walScan, txid ltx.TXID, ts time.Time, store pageStore) error {
 	lw, err := newLTXWriter(w, ltx.Header{
 		Version:   ltx.Version,
 		Flags:     ltx.HeaderFlagNoChecksum,
@@ -58,11 +62,30 @@ func encodeSegment(w io.Writer, scan *walScan, txid ltx.TXID, ts time.Time) erro
 		if _, err := scan.r.ReadAt(*buf, off); err != nil {
 			return fmt.Errorf("read wal page %d at %d: %w", p.pgno, off, err)
 		}
-		if err := lw.page(p.pgno, *buf); err != nil {
+		page, err := store.apply(p.pgno, *buf)
+		if err != nil {
+			return err
+		}
+		if err := lw.page(p.pgno, page); err != nil {
 			return err
 		}
 	}
 	return lw.close()
+}
+
+// pageStore turns a page read as plaintext into the bytes the database
+// file stores; nil leaves pages as they are.
+type pageStore func(pgno uint32, page []byte) ([]byte, error)
+
+func (s pageStore) apply(pgno uint32, page []byte) ([]byte, error) {
+	if s == nil {
+		return page, nil
+	}
+	out, err := s(pgno, page)
+	if err != nil {
+		return nil, fmt.Errorf("encode page %d: %w", pgno, err)
+	}
+	return out, nil
 }
 
 // pageBufs recycles page-sized buffers.
@@ -83,7 +106,7 @@ func pageBuf(n uint32) *[]byte {
 // the WAL when scan has a committed copy of it and from the database file
 // otherwise. The caller must keep checkpoints from writing the database
 // file while it runs. scan may be nil when there is no WAL.
-func encodeSnapshot(w io.Writer, db io.ReaderAt, dbSize int64, dh dbHeader, scan *walScan, txid ltx.TXID, ts time.Time) (commit uint32, err error) {
+func encodeSnapshot(w io.Writer, db io.ReaderAt, dbSize int64, dh dbHeader, scan *walScan, txid ltx.TXID, ts time.Time, store pageStore) (commit uint32, err error) {
 	pageSize := dh.pageSize
 	commit = dh.pageCount
 	if commit == 0 || int64(commit)*int64(pageSize) > dbSize {
@@ -136,7 +159,11 @@ func encodeSnapshot(w io.Writer, db io.ReaderAt, dbSize int64, dh dbHeader, scan
 		} else if err := readPage(db, buf, pgno); err != nil {
 			return 0, err
 		}
-		if err := lw.page(pgno, buf); err != nil {
+		page, err := store.apply(pgno, buf)
+		if err != nil {
+			return 0, err
+		}
+		if err := lw.page(pgno, page); err != nil {
 			return 0, err
 		}
 	}

@@ -2,10 +2,7 @@ package replicate
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -21,14 +18,20 @@ import (
 // committed frames of the current WAL generation are then exactly the
 // state after the last commit frame read.
 func (d *DB) snapshot(ctx context.Context, reason string) error {
+	if d.app != nil {
+		d.pin.openSHM(d.shmPath)
+	}
 	hadZero := d.pin.zero
-	if err := retryBusy(ctx, d.pin.lockZero); err != nil {
-		return fmt.Errorf("snapshot: wait for checkpoint: %w", err)
+	if d.pin.shm != nil {
+		if err := retryBusy(ctx, d.pin.lockZero); err != nil {
+			return fmt.Errorf("snapshot: wait for checkpoint: %w", err)
+		}
+		if !hadZero {
+			defer d.pin.unlockZero()
+		}
 	}
-	if !hadZero {
-		defer d.pin.unlockZero()
-	}
-	dh, err := readDBHeader(d.pin.db)
+	db := d.dbReader()
+	dh, err := readDBHeader(db)
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
@@ -37,22 +40,14 @@ func (d *DB) snapshot(ctx context.Context, reason string) error {
 		return err
 	}
 	var scan *walScan
-	wal, err := os.Open(d.walPath)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	wal, err := d.openWAL()
+	if err != nil {
 		return err
 	}
-	if wal != nil {
-		defer wal.Close()
-		rd, err := NewWALReader(wal)
-		switch {
-		case errors.Is(err, ErrWALHeader):
-			// No generation yet: the database file is the whole state.
-		case err != nil:
+	if wal != nil { // else no generation yet: the database file is the whole state
+		defer wal.f.Close()
+		if scan, err = scanWAL(wal.r, wal.hdr, wal.hdr.start(), 0, d.maxFrame(wal.hdr)); err != nil {
 			return err
-		default:
-			if scan, err = scanWAL(wal, rd.Header(), rd.Header().start(), 0, d.maxFrame(rd.Header())); err != nil {
-				return err
-			}
 		}
 	}
 
@@ -60,7 +55,7 @@ func (d *DB) snapshot(ctx context.Context, reason string) error {
 	ts := d.nextTimestamp()
 	sp := newSpool(d.r.opts.SpoolDir)
 	seg := &segment{level: SnapshotLevel, minTXID: 1, maxTXID: txid, ts: ts, data: sp}
-	commit, err := encodeSnapshot(sp, d.pin.db, fi.Size(), dh, scan, txid, ts)
+	commit, err := encodeSnapshot(sp, db, fi.Size(), dh, scan, txid, ts, d.storePage)
 	if err != nil {
 		seg.close()
 		return fmt.Errorf("snapshot: %w", err)
@@ -69,11 +64,18 @@ func (d *DB) snapshot(ctx context.Context, reason string) error {
 	// Captured: from here the snapshot is retried byte for byte.
 	d.pending = append(d.pending, seg)
 	d.txid, d.lastTS = txid, ts.UnixMilli()
-	if scan != nil {
+	switch {
+	case d.app != nil:
+		// No pin: only a generation the VFS announces may follow.
+		d.pos, d.newGenOK, d.app.closed, d.app.next = WALPos{}, false, true, nil
+		if scan != nil {
+			d.pos, d.app.closed = scan.end, false
+		}
+	case scan != nil:
 		// After walsync's own checkpoint (slot released) the generation
 		// read may still be restarted by the next writer.
 		d.pos, d.newGenOK = scan.end, d.pin.slot == 0
-	} else {
+	default:
 		d.pos, d.newGenOK = WALPos{}, true
 	}
 	d.snapAt, d.snapReason = time.Now(), ""
