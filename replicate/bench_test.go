@@ -123,7 +123,7 @@ func BenchmarkEncodeSegment(b *testing.B) {
 					b.Fatal(err)
 				}
 				out.Reset()
-				if err := encodeSegment(&out, scan, 1, ts); err != nil {
+				if err := encodeSegment(&out, scan, 1, ts, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -150,7 +150,7 @@ func BenchmarkApplyFile(b *testing.B) {
 				b.Fatal(err)
 			}
 			var seg bytes.Buffer
-			if err := encodeSegment(&seg, scan, 1, ts); err != nil {
+			if err := encodeSegment(&seg, scan, 1, ts, nil); err != nil {
 				b.Fatal(err)
 			}
 			store := newMemStore()
@@ -189,7 +189,7 @@ func encodeSmallSegment(ctx context.Context, r io.ReaderAt, hdr WALHeader, store
 	}
 	sp := newSpool("")
 	defer sp.Close()
-	if err := encodeSegment(sp, scan, ltx.TXID(1), ts); err != nil {
+	if err := encodeSegment(sp, scan, ltx.TXID(1), ts, nil); err != nil {
 		return err
 	}
 	rd, err := sp.Reader()

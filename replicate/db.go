@@ -29,7 +29,8 @@ type DB struct {
 	// the VFS's WAL-reset gate (which takes it) never waits for S3.
 	upMu       chanMutex
 	mu         chanMutex
-	opened     bool
+	opened     bool // files open (and pinned)
+	resumed    bool // position read from the target
 	pin        pin
 	ino        uint64
 	pos        WALPos     // next frame to replicate in the current generation
@@ -67,10 +68,28 @@ func (d *DB) logger() *slog.Logger { return d.r.log.With("db", d.name) }
 // open checks the database, pins its WAL and finds where replication
 // resumes. It is called once, by Add, and again after the file was replaced.
 func (d *DB) open(ctx context.Context) error {
+	if err := d.openLocal(ctx); err != nil {
+		return err
+	}
+	if d.app != nil {
+		return nil // resumed by the first sync, off the application's goroutine
+	}
+	if err := d.resume(ctx); err != nil {
+		d.close()
+		return err
+	}
+	return nil
+}
+
+// openLocal opens (and pins) the database's files if they are not open.
+func (d *DB) openLocal(ctx context.Context) error {
 	if err := d.mu.lock(ctx); err != nil {
 		return err
 	}
 	defer d.mu.unlock()
+	if d.opened {
+		return nil
+	}
 	return d.openLocked(ctx)
 }
 
@@ -105,10 +124,6 @@ func (d *DB) openLocked(ctx context.Context) error {
 	if d.app != nil {
 		d.pin.openSHM(d.shmPath)
 	} else if err := d.pinWAL(ctx); err != nil {
-		d.pin.close()
-		return err
-	}
-	if err := d.resume(ctx); err != nil {
 		d.pin.close()
 		return err
 	}
@@ -161,6 +176,12 @@ func (d *DB) sync(ctx context.Context) error {
 		if err := d.uploadPending(ctx); err != nil {
 			return err
 		}
+		if err := d.openLocal(ctx); err != nil {
+			return err
+		}
+		if err := d.resume(ctx); err != nil {
+			return err
+		}
 		more, err := d.step(ctx, start)
 		if err != nil {
 			return err
@@ -181,10 +202,8 @@ func (d *DB) step(ctx context.Context, start time.Time) (more bool, err error) {
 		return false, err
 	}
 	defer d.mu.unlock()
-	if !d.opened {
-		if err := d.openLocked(ctx); err != nil {
-			return false, err
-		}
+	if !d.opened || !d.resumed {
+		return true, nil // closed meanwhile: the caller opens it again
 	}
 	if err := d.checkReplaced(ctx); err != nil {
 		return false, err
@@ -369,7 +388,7 @@ func (d *DB) uploadPending(ctx context.Context) error {
 			if errors.Is(err, ErrExists) {
 				d.logger().Error("another writer uses this database's name in the target; re-reading it", "error", err)
 				d.dropPending()
-				d.opened = false
+				d.opened, d.resumed = false, false
 				d.pin.close()
 			}
 			d.mu.unlock()

@@ -41,9 +41,12 @@ type InAppOptions struct {
 // truncates or deletes it, and walsync spools what it has not uploaded.
 type appState struct {
 	codec  PageCodec
-	dir    string     // durable spool: <db>-walsync/
-	closed bool       // the replicated generation ended at a WAL reset, all captured
-	next   *[2]uint32 // salts of the generation the VFS saw SQLite start, if any
+	dir    string // durable spool: <db>-walsync/
+	closed bool   // the replicated generation ended at a WAL reset, all captured
+	// earlyReset: the WAL was reset before the position was read from the
+	// target, so nothing could be captured: only a snapshot is safe.
+	earlyReset bool
+	next       *[2]uint32 // salts of the generation the VFS saw SQLite start, if any
 }
 
 // nextIs reports whether hdr starts the generation the VFS announced after
@@ -97,8 +100,12 @@ func (d *DB) BeforeWALReset(next []byte) {
 	}
 	defer d.mu.unlock()
 	defer d.r.sched.notify(d)
-	if !d.opened {
-		return // the next sync opens it and finds what it needs
+	if !d.opened || !d.resumed {
+		// The position is not known yet, so nothing can be captured: make
+		// sure the resume takes a snapshot unless the WAL still proves it.
+		d.app.earlyReset = true
+		os.Remove(filepath.Join(d.app.dir, spoolNextName))
+		return
 	}
 	n := len(d.pending)
 	if err := d.captureTail(); err != nil {

@@ -96,6 +96,15 @@ func fetchHeader(ctx context.Context, store Storage, key string) (ltx.Header, er
 // from there if the WAL still holds that generation and its frames up to
 // that offset form a valid chain; otherwise a snapshot is needed.
 func (d *DB) resume(ctx context.Context) error {
+	if err := d.mu.lock(ctx); err != nil {
+		return err
+	}
+	done := d.resumed
+	d.mu.unlock()
+	if done {
+		return nil
+	}
+	// Network I/O without d.mu, so the VFS gate is never held up by it.
 	if d.app != nil {
 		if err := d.uploadSpool(ctx); err != nil {
 			return fmt.Errorf("upload spooled segments: %w", err)
@@ -105,6 +114,19 @@ func (d *DB) resume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read target: %w", err)
 	}
+	if err := d.mu.lock(ctx); err != nil {
+		return err
+	}
+	defer d.mu.unlock()
+	if err := d.applyRemote(rs); err != nil {
+		return err
+	}
+	d.resumed = true
+	return nil
+}
+
+// applyRemote sets the replicated position from the target's state.
+func (d *DB) applyRemote(rs remoteState) error {
 	d.pos, d.newGenOK = WALPos{}, false
 	if rs.last.maxTXID == 0 {
 		d.txid, d.snapReason = 0, "first snapshot"
@@ -117,7 +139,7 @@ func (d *DB) resume(ctx context.Context) error {
 	}
 	pos, err := d.findWALPos(rs.hdr.WALSalt1, rs.hdr.WALSalt2, rs.hdr.WALOffset+rs.hdr.WALSize)
 	if errors.Is(err, errNoPos) {
-		if d.app != nil && d.resumeAfterReset() {
+		if d.app != nil && !d.app.earlyReset && d.resumeAfterReset() {
 			d.logger().Info("resuming after a WAL reset", "txid", d.txid.String())
 			return nil
 		}
