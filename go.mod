@@ -35,4 +35,6 @@ require (
 	github.com/ncruces/go-sqlite3-wasm/v6 v6.5.35401 // indirect
 	github.com/ncruces/julianday v1.0.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.23 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	lukechampine.com/adiantum v1.1.1 // indirect
 )

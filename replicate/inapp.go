@@ -101,10 +101,7 @@ func (d *DB) BeforeWALReset(next []byte) {
 	defer d.mu.unlock()
 	defer d.r.sched.notify(d)
 	if !d.opened || !d.resumed {
-		// The position is not known yet, so nothing can be captured: make
-		// sure the resume takes a snapshot unless the WAL still proves it.
-		d.app.earlyReset = true
-		os.Remove(filepath.Join(d.app.dir, spoolNextName))
+		d.earlyReset(next)
 		return
 	}
 	n := len(d.pending)
@@ -137,6 +134,44 @@ func (d *DB) BeforeWALReset(next []byte) {
 	d.app.closed = true
 	if salts != ([2]uint32{}) {
 		d.app.next = &salts
+	}
+}
+
+// earlyReset handles a WAL reset before the position is read from the
+// target (the first sync runs on a worker, off the application's open). An
+// empty WAL loses nothing: the generation SQLite starts is recorded as
+// following whatever the last record said. A WAL with committed frames
+// cannot be captured without a position: the resume then takes a snapshot
+// unless the target proves the frames were uploaded.
+func (d *DB) earlyReset(next []byte) {
+	if !d.opened {
+		d.app.earlyReset = true
+		return
+	}
+	wal, err := d.openWAL()
+	if err == nil && wal != nil {
+		defer wal.f.Close()
+		scan, serr := scanWAL(wal.r, wal.hdr, wal.hdr.start(), 0, d.maxFrame(wal.hdr))
+		if serr != nil || !scan.empty() {
+			d.app.earlyReset = true
+			os.Remove(filepath.Join(d.app.dir, spoolNextName))
+			return
+		}
+	} else if err != nil {
+		d.app.earlyReset = true
+		return
+	}
+	if len(next) < WALHeaderSize {
+		return
+	}
+	hdr, err := ParseWALHeader(next)
+	if err != nil {
+		return
+	}
+	if _, after, ok := d.app.readNext(); ok {
+		if err := d.app.writeNext([2]uint32{hdr.Salt1, hdr.Salt2}, after); err != nil {
+			d.app.earlyReset = true
+		}
 	}
 }
 
