@@ -55,25 +55,25 @@ func (f *mainFile) Pragma(name, value string) (string, error) {
 	return vfsutil.WrapPragma(f.File, name, value)
 }
 
-func (f *mainFile) Unwrap() sqlite3vfs.File                   { return f.File }
-func (f *mainFile) SharedMemory() sqlite3vfs.SharedMemory     { return vfsutil.WrapSharedMemory(f.File) }
-func (f *mainFile) MemoryMapper() sqlite3vfs.MemoryMapper     { return vfsutil.WrapMemoryMapper(f.File) }
-func (f *mainFile) LockState() sqlite3vfs.LockLevel           { return vfsutil.WrapLockState(f.File) }
-func (f *mainFile) PersistWAL() bool                          { return vfsutil.WrapPersistWAL(f.File) }
-func (f *mainFile) SetPersistWAL(keep bool)                   { vfsutil.WrapSetPersistWAL(f.File, keep) }
-func (f *mainFile) PowersafeOverwrite() bool                  { return vfsutil.WrapPowersafeOverwrite(f.File) }
-func (f *mainFile) SetPowersafeOverwrite(psow bool)           { vfsutil.WrapSetPowersafeOverwrite(f.File, psow) }
-func (f *mainFile) ChunkSize(size int)                        { vfsutil.WrapChunkSize(f.File, size) }
-func (f *mainFile) SizeHint(size int64) error                 { return vfsutil.WrapSizeHint(f.File, size) }
-func (f *mainFile) HasMoved() (bool, error)                   { return vfsutil.WrapHasMoved(f.File) }
-func (f *mainFile) Overwrite() error                          { return vfsutil.WrapOverwrite(f.File) }
-func (f *mainFile) SyncSuper(super string) error              { return vfsutil.WrapSyncSuper(f.File, super) }
-func (f *mainFile) BeginAtomicWrite() error                   { return vfsutil.WrapBeginAtomicWrite(f.File) }
-func (f *mainFile) CommitAtomicWrite() error                  { return vfsutil.WrapCommitAtomicWrite(f.File) }
-func (f *mainFile) RollbackAtomicWrite() error                { return vfsutil.WrapRollbackAtomicWrite(f.File) }
-func (f *mainFile) CheckpointStart()                          { vfsutil.WrapCheckpointStart(f.File) }
-func (f *mainFile) CheckpointDone()                           { vfsutil.WrapCheckpointDone(f.File) }
-func (f *mainFile) BusyHandler(handler func() bool)           { vfsutil.WrapBusyHandler(f.File, handler) }
+func (f *mainFile) Unwrap() sqlite3vfs.File               { return f.File }
+func (f *mainFile) SharedMemory() sqlite3vfs.SharedMemory { return vfsutil.WrapSharedMemory(f.File) }
+func (f *mainFile) MemoryMapper() sqlite3vfs.MemoryMapper { return vfsutil.WrapMemoryMapper(f.File) }
+func (f *mainFile) LockState() sqlite3vfs.LockLevel       { return vfsutil.WrapLockState(f.File) }
+func (f *mainFile) PersistWAL() bool                      { return vfsutil.WrapPersistWAL(f.File) }
+func (f *mainFile) SetPersistWAL(keep bool)               { vfsutil.WrapSetPersistWAL(f.File, keep) }
+func (f *mainFile) PowersafeOverwrite() bool              { return vfsutil.WrapPowersafeOverwrite(f.File) }
+func (f *mainFile) SetPowersafeOverwrite(psow bool)       { vfsutil.WrapSetPowersafeOverwrite(f.File, psow) }
+func (f *mainFile) ChunkSize(size int)                    { vfsutil.WrapChunkSize(f.File, size) }
+func (f *mainFile) SizeHint(size int64) error             { return vfsutil.WrapSizeHint(f.File, size) }
+func (f *mainFile) HasMoved() (bool, error)               { return vfsutil.WrapHasMoved(f.File) }
+func (f *mainFile) Overwrite() error                      { return vfsutil.WrapOverwrite(f.File) }
+func (f *mainFile) SyncSuper(super string) error          { return vfsutil.WrapSyncSuper(f.File, super) }
+func (f *mainFile) BeginAtomicWrite() error               { return vfsutil.WrapBeginAtomicWrite(f.File) }
+func (f *mainFile) CommitAtomicWrite() error              { return vfsutil.WrapCommitAtomicWrite(f.File) }
+func (f *mainFile) RollbackAtomicWrite() error            { return vfsutil.WrapRollbackAtomicWrite(f.File) }
+func (f *mainFile) CheckpointStart()                      { vfsutil.WrapCheckpointStart(f.File) }
+func (f *mainFile) CheckpointDone()                       { vfsutil.WrapCheckpointDone(f.File) }
+func (f *mainFile) BusyHandler(handler func() bool)       { vfsutil.WrapBusyHandler(f.File, handler) }
 
 // walFile wraps a WAL file. Before SQLite writes a new WAL header (the
 // start of a generation, after a checkpoint let it restart the WAL) or
@@ -105,9 +105,9 @@ func (f *walFile) Truncate(size int64) error {
 	return f.File.Truncate(size)
 }
 
-func (f *walFile) Unwrap() sqlite3vfs.File           { return f.File }
-func (f *walFile) SizeHint(size int64) error         { return vfsutil.WrapSizeHint(f.File, size) }
-func (f *walFile) ChunkSize(size int)                { vfsutil.WrapChunkSize(f.File, size) }
-func (f *walFile) LockState() sqlite3vfs.LockLevel   { return vfsutil.WrapLockState(f.File) }
-func (f *walFile) HasMoved() (bool, error)           { return vfsutil.WrapHasMoved(f.File) }
+func (f *walFile) Unwrap() sqlite3vfs.File            { return f.File }
+func (f *walFile) SizeHint(size int64) error          { return vfsutil.WrapSizeHint(f.File, size) }
+func (f *walFile) ChunkSize(size int)                 { vfsutil.WrapChunkSize(f.File, size) }
+func (f *walFile) LockState() sqlite3vfs.LockLevel    { return vfsutil.WrapLockState(f.File) }
+func (f *walFile) HasMoved() (bool, error)            { return vfsutil.WrapHasMoved(f.File) }
 func (f *walFile) Pragma(n, v string) (string, error) { return vfsutil.WrapPragma(f.File, n, v) }
