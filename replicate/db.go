@@ -41,6 +41,9 @@ type DB struct {
 	snapReason string     // non-empty: a snapshot is needed, and why
 	pending    []*segment // captured, not yet uploaded, in TXID order
 	app        *appState  // set for databases captured by an in-process VFS
+
+	durableAt time.Time     // everything committed before it is in the target
+	durableCh chan struct{} // closed and replaced when durableAt moves
 }
 
 func newDB(r *Replicator, path, name string) *DB {
@@ -216,9 +219,13 @@ func (d *DB) step(ctx context.Context, start time.Time) (more bool, err error) {
 	if d.snapReason != "" {
 		return true, d.snapshot(ctx, d.snapReason)
 	}
-	captured, err := d.capture()
+	attempt := time.Now()
+	captured, err := d.capture(attempt)
 	if err != nil || captured {
 		return captured, err
+	}
+	if d.snapReason == "" && len(d.pending) == 0 {
+		d.markDurable(attempt) // nothing new: all committed before attempt is uploaded
 	}
 	if d.snapReason != "" { // capture found a discontinuity
 		return true, d.snapshot(ctx, d.snapReason)
@@ -265,7 +272,7 @@ func (d *DB) discontinuity(reason string) {
 // capture reads the WAL transactions committed after the replicated
 // position (at most MaxSegmentBytes of them) into one pending segment. It
 // reports whether it captured anything.
-func (d *DB) capture() (captured bool, err error) {
+func (d *DB) capture(readAt time.Time) (captured bool, err error) {
 	wal, err := d.openWAL()
 	if err != nil {
 		return false, err
@@ -309,6 +316,7 @@ func (d *DB) capture() (captured bool, err error) {
 	}
 	// Captured: the segment is retried byte for byte until it is durable,
 	// so a PUT that timed out but was stored is recognised, not rewritten.
+	seg.readAt = readAt
 	d.pending = append(d.pending, seg)
 	d.txid, d.pos, d.lastTS = seg.maxTXID, scan.end, seg.ts.UnixMilli()
 	return true, nil
@@ -397,10 +405,50 @@ func (d *DB) uploadPending(ctx context.Context) error {
 		if seg.file != "" {
 			os.Remove(seg.file) // uploaded: the spooled copy is not needed
 		}
+		d.markDurable(seg.readAt)
 		seg.close()
 		d.pending[0] = nil
 		d.pending = d.pending[1:]
 		d.mu.unlock()
+	}
+}
+
+// markDurable records that every transaction committed before t is in
+// the target. The caller holds d.mu.
+func (d *DB) markDurable(t time.Time) {
+	if t.IsZero() || !t.After(d.durableAt) {
+		return
+	}
+	d.durableAt = t
+	if d.durableCh != nil {
+		close(d.durableCh)
+		d.durableCh = nil
+	}
+}
+
+// WaitDurable waits until every transaction committed to the database
+// before t is durable in the target, without hastening the upload (see
+// [Replicator.Sync] for that). It measures what an application actually
+// waits for at a given sync interval.
+func (d *DB) WaitDurable(ctx context.Context, t time.Time) error {
+	for {
+		if err := d.mu.lock(ctx); err != nil {
+			return err
+		}
+		if !d.durableAt.Before(t) {
+			d.mu.unlock()
+			return nil
+		}
+		if d.durableCh == nil {
+			d.durableCh = make(chan struct{})
+		}
+		ch := d.durableCh
+		d.mu.unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 

@@ -19,7 +19,8 @@ type segment struct {
 	data    *spool
 	commit  uint32 // database size in pages after the segment
 	pages   int
-	file    string // durable spool copy (in-app databases), removed once uploaded
+	file    string    // durable spool copy (in-app databases), removed once uploaded
+	readAt  time.Time // when the WAL was read: every commit before it is in the segment
 }
 
 // close releases the segment's spooled data.

@@ -30,6 +30,7 @@ func (d *DB) snapshot(ctx context.Context, reason string) error {
 			defer d.pin.unlockZero()
 		}
 	}
+	readAt := time.Now()
 	db := d.dbReader()
 	dh, err := readDBHeader(db)
 	if err != nil {
@@ -54,7 +55,7 @@ func (d *DB) snapshot(ctx context.Context, reason string) error {
 	txid := d.txid + 1
 	ts := d.nextTimestamp()
 	sp := newSpool(d.r.opts.SpoolDir)
-	seg := &segment{level: SnapshotLevel, minTXID: 1, maxTXID: txid, ts: ts, data: sp}
+	seg := &segment{level: SnapshotLevel, minTXID: 1, maxTXID: txid, ts: ts, data: sp, readAt: readAt}
 	commit, err := encodeSnapshot(sp, db, fi.Size(), dh, scan, txid, ts, d.storePage)
 	if err != nil {
 		seg.close()
