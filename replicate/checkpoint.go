@@ -145,6 +145,11 @@ func (d *DB) captureTail() error {
 		return err
 	}
 	defer wal.f.Close()
+	if !d.pos.sameGen(wal.hdr) && d.app != nil && d.app.nextIs(wal.hdr) {
+		// A generation the VFS announced and no sync has read yet: it is
+		// the one being reset, and all of it must be captured.
+		d.pos, d.app.next, d.app.closed = wal.hdr.start(), nil, false
+	}
 	if !d.pos.sameGen(wal.hdr) || wal.size < d.pos.Offset {
 		return nil // nothing of the replicated generation left to capture
 	}

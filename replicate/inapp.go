@@ -104,12 +104,16 @@ func (d *DB) BeforeWALReset(next []byte) {
 		d.earlyReset(next)
 		return
 	}
-	n := len(d.pending)
 	if err := d.captureTail(); err != nil {
 		d.discontinuity("capture before WAL reset failed: " + err.Error())
 		return
 	}
-	for _, seg := range d.pending[n:] {
+	// The reset destroys the frames of every segment not yet uploaded,
+	// those captured earlier included: spool them all.
+	for _, seg := range d.pending {
+		if seg.file != "" || seg.level == SnapshotLevel {
+			continue
+		}
 		if err := d.app.persist(seg); err != nil {
 			d.discontinuity("spool before WAL reset failed: " + err.Error())
 			return
@@ -260,19 +264,26 @@ func (d *DB) uploadSpool(ctx context.Context) error {
 		}
 	}
 	slices.Sort(names) // fixed-width hex: TXID order
+	gap := false
 	for _, n := range names {
 		minTXID, maxTXID, _ := ltx.ParseFilename(n)
 		path := filepath.Join(d.app.dir, n)
-		if maxTXID > rs.last.maxTXID {
-			if minTXID != rs.last.maxTXID+1 {
-				break // not contiguous: the resume below decides
+		if !gap && maxTXID > rs.last.maxTXID {
+			if minTXID == rs.last.maxTXID+1 {
+				if err := d.putFile(ctx, path, minTXID, maxTXID); err != nil {
+					return err
+				}
+				rs.last.maxTXID = maxTXID
+			} else {
+				// Not contiguous with the target: this file and the ones
+				// after it can never be applied (the resume takes a
+				// snapshot), and must not be mistaken for later TXIDs.
+				gap = true
 			}
-			if err := d.putFile(ctx, path, minTXID, maxTXID); err != nil {
-				return err
-			}
-			rs.last.maxTXID = maxTXID
 		}
-		os.Remove(path)
+		if err := os.Remove(path); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -127,6 +127,7 @@ func (v *VFS) Flush(ctx context.Context) error {
 	return v.r.Sync(ctx)
 }
 
-// Unregister removes the VFS from SQLite's registry. Connections already
-// open keep working.
+// Unregister removes the VFS from SQLite's registry. Close every connection
+// opened through it first: SQLite looks the VFS up again when the last
+// connection closes.
 func (v *VFS) Unregister() { sqlite3vfs.Unregister(v.name) }
