@@ -314,6 +314,13 @@ func (d *DB) capture(readAt time.Time) (captured bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	if !wal.holds(scan) {
+		// Restarted or truncated while the pages were read (possible
+		// between an in-app gate and the reset it guards): read again.
+		seg.close()
+		d.r.sched.notify(d)
+		return false, nil
+	}
 	// Captured: the segment is retried byte for byte until it is durable,
 	// so a PUT that timed out but was stored is recognised, not rewritten.
 	seg.readAt = readAt
@@ -522,6 +529,23 @@ type walFile struct {
 	r    io.ReaderAt // the plaintext: f, or f decoded by an in-app codec
 	hdr  WALHeader
 	size int64
+}
+
+// holds reports whether the WAL still holds the generation and frames scan
+// read: its header is unchanged (a restart rewrites it first) and it is not
+// shorter. Pages are read twice, during the scan (checksummed) and while
+// encoding (not), so an encoder checks this after reading them.
+func (w *walFile) holds(scan *walScan) bool {
+	var b [WALHeaderSize]byte
+	if _, err := w.r.ReadAt(b[:], 0); err != nil {
+		return false
+	}
+	hdr, err := ParseWALHeader(b[:])
+	if err != nil || hdr != scan.hdr {
+		return false
+	}
+	fi, err := w.f.Stat()
+	return err == nil && fi.Size() >= scan.end.Offset
 }
 
 // openWAL opens the database's WAL (see openWAL), decoded by the in-app

@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -18,6 +19,19 @@ import (
 // committed frames of the current WAL generation are then exactly the
 // state after the last commit frame read.
 func (d *DB) snapshot(ctx context.Context, reason string) error {
+	for try := 0; ; try++ {
+		err := d.snapshotOnce(ctx, reason)
+		if !errors.Is(err, errWALChanged) || try == 3 {
+			return err
+		}
+	}
+}
+
+// errWALChanged means the WAL was restarted or truncated while a snapshot
+// read it.
+var errWALChanged = errors.New("the WAL changed while it was read")
+
+func (d *DB) snapshotOnce(ctx context.Context, reason string) error {
 	if d.app != nil {
 		d.pin.openSHM(d.shmPath)
 	}
@@ -57,8 +71,14 @@ func (d *DB) snapshot(ctx context.Context, reason string) error {
 	sp := newSpool(d.r.opts.SpoolDir)
 	seg := &segment{level: SnapshotLevel, minTXID: 1, maxTXID: txid, ts: ts, data: sp, readAt: readAt}
 	commit, err := encodeSnapshot(sp, db, fi.Size(), dh, scan, txid, ts, d.storePage)
+	if err == nil && wal != nil && !wal.holds(scan) {
+		err = errWALChanged
+	}
 	if err != nil {
 		seg.close()
+		if wal != nil && !wal.holds(scan) {
+			return errWALChanged // a read failure caused by the change
+		}
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	seg.commit, seg.pages = commit, int(commit)

@@ -1,7 +1,6 @@
 // Package s3 stores walsync objects in an S3 bucket, or any S3-compatible
 // service. [Client] implements [replicate.Storage] by speaking the S3 REST
-// API with net/http, signing requests with aws-sdk-go-v2's SigV4 signer;
-// the SDK also supplies the credentials.
+// API with net/http, signing requests with aws-sdk-go-v2's SigV4 signer.
 //
 // Usage:
 //
@@ -16,21 +15,62 @@
 // checksum, which the server verifies, and as the user metadata "sha256",
 // which whole-object reads verify. Objects are never overwritten.
 //
+// # Credentials
+//
+// [New] takes the credentials from the first of these sources that is set
+// up; one that is set up but fails is an error, not a reason to try the
+// next:
+//
+//  1. Config.AccessKeyID and Config.SecretAccessKey.
+//  2. $AWS_ACCESS_KEY_ID (or $AWS_ACCESS_KEY), $AWS_SECRET_ACCESS_KEY (or
+//     $AWS_SECRET_KEY) and $AWS_SESSION_TOKEN.
+//  3. Web identity, as EKS IAM roles for service accounts set it up: the
+//     token in $AWS_WEB_IDENTITY_TOKEN_FILE exchanged for the role
+//     $AWS_ROLE_ARN (session $AWS_ROLE_SESSION_NAME, default
+//     "walsync-UNIXTIME") with STS AssumeRoleWithWebIdentity at the
+//     regional endpoint, or $AWS_ENDPOINT_URL_STS.
+//  4. The profile $AWS_PROFILE (default "default") of the shared files
+//     $AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials) and
+//     $AWS_CONFIG_FILE (default ~/.aws/config): its credential_process, or
+//     its aws_access_key_id, aws_secret_access_key and aws_session_token.
+//     Profiles using SSO, aws login or an assumed role (sso_*,
+//     login_session, role_arn, source_profile, credential_source) are
+//     refused: give walsync a profile with "credential_process = aws
+//     configure export-credentials --profile NAME --format process"
+//     instead.
+//  5. The container credentials endpoint of ECS tasks and EKS pod
+//     identities: $AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or
+//     $AWS_CONTAINER_CREDENTIALS_FULL_URI, with
+//     $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or
+//     $AWS_CONTAINER_AUTHORIZATION_TOKEN.
+//  6. The EC2 instance metadata service (IMDSv2), unless
+//     $AWS_EC2_METADATA_DISABLED is true; $AWS_EC2_METADATA_SERVICE_ENDPOINT
+//     moves it.
+//
+// Credentials that expire are refreshed before they do. When no source is
+// set up, requests fail with an error that matches [ErrNoCredentials] and
+// names the sources tried. The region is Config.Region, else $AWS_REGION,
+// $AWS_DEFAULT_REGION, the profile's region, or [DefaultRegion]; the
+// certificates of $AWS_CA_BUNDLE (or the profile's ca_bundle) replace the
+// system's.
+//
 // Caveats: the never-overwrite guarantee needs a server that honours
-// If-None-Match on PutObject (AWS S3 and versitygw do; check others).
-// Credentials come from Config or the SDK's default chain; set
+// If-None-Match on PutObject (AWS S3 and versitygw do; check others). Set
 // AWS_EC2_METADATA_DISABLED=true where no instance metadata service exists,
-// or the chain probes it when no other credentials are found. Reads of
+// or requests wait for it when no other credentials are found. Reads of
 // objects without "sha256" metadata (as Litestream writes them) rely on the
-// S3 checksum alone, if the object has one. Only the endpoint settings
-// named in [Config] are read: not the SDK's FIPS, dual-stack or S3
+// S3 checksum alone, if the object has one. Only the settings named here
+// and in [Config] are read: not the SDK's FIPS, dual-stack or S3
 // accelerate options.
 //
 // See https://docs.aws.amazon.com/AmazonS3/latest/API/Welcome.html.
 package s3
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -44,9 +84,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/smithy-go/logging"
 
 	"github.com/walsync/walsync/replicate"
 )
@@ -58,7 +95,7 @@ var _ replicate.Storage = (*Client)(nil)
 // concurrent use.
 type Client struct {
 	http     aws.HTTPClient
-	creds    aws.CredentialsProvider // an *aws.CredentialsCache
+	creds    aws.CredentialsProvider // a source around an *aws.CredentialsCache, or noCredentials
 	signer   *v4.Signer
 	region   string
 	attempts int
@@ -74,8 +111,10 @@ type Client struct {
 	endpoint string // for error messages
 }
 
-// New returns a Client for cfg. It reads the SDK's shared configuration but
-// sends no request; [Client.Check] does.
+// New returns a Client for cfg. It reads the environment and the shared
+// AWS configuration files for what cfg leaves out (see the package doc),
+// but sends no request; [Client.Check] does. A credential source that is
+// set up but unusable is an error that matches [ErrNoCredentials].
 func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -91,43 +130,34 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			}
 		}
 	}
+	prof, err := loadProfile()
+	if err != nil {
+		return nil, fmt.Errorf("s3: read AWS configuration: %w", err)
+	}
 	httpClient := cfg.HTTPClient
 	if httpClient == nil {
 		httpClient = newHTTPClient()
 	}
-	opts := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(httpClient), // which gets AWS_CA_BUNDLE
-		config.WithLogger(logging.Nop{}),
+	if bundle := cmp.Or(os.Getenv("AWS_CA_BUNDLE"), prof.get("ca_bundle")); bundle != "" {
+		if httpClient, err = withCABundle(httpClient, bundle); err != nil {
+			return nil, fmt.Errorf("s3: %w", err)
+		}
 	}
-	if cfg.Region != "" {
-		opts = append(opts, config.WithRegion(cfg.Region))
+	region := cmp.Or(cfg.Region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"), prof.get("region"), DefaultRegion)
+	if err := validRegion(region); err != nil {
+		return nil, fmt.Errorf("s3: region %q: %w", region, err)
 	}
-	if cfg.AccessKeyID != "" {
-		opts = append(opts, config.WithCredentialsProvider(
-			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, "")))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	creds, err := newCredentials(ctx, cfg, prof, region, httpClient)
 	if err != nil {
-		return nil, fmt.Errorf("s3: load AWS configuration: %w", err)
+		return nil, fmt.Errorf("s3: %w: %w", ErrNoCredentials, err)
 	}
 	c := &Client{
-		http:     awsCfg.HTTPClient,
-		creds:    awsCfg.Credentials,
+		http:     httpClient,
+		creds:    creds,
 		signer:   v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true }),
-		region:   awsCfg.Region,
-		attempts: cfg.MaxAttempts,
+		region:   region,
+		attempts: cmp.Or(cfg.MaxAttempts, DefaultMaxAttempts),
 		bucket:   cfg.Bucket,
-	}
-	if c.region == "" {
-		c.region = DefaultRegion
-	}
-	if c.attempts == 0 {
-		c.attempts = DefaultMaxAttempts
-	}
-	if c.creds == nil {
-		c.creds = aws.NewCredentialsCache(noCredentials{})
-	} else if _, ok := c.creds.(*aws.CredentialsCache); !ok {
-		c.creds = aws.NewCredentialsCache(c.creds)
 	}
 	if cfg.Prefix != "" {
 		c.prefix = cfg.Prefix + "/"
@@ -187,16 +217,9 @@ func hostLabel(bucket string, tls bool) bool {
 	return !strings.Contains(bucket, "..")
 }
 
-// noCredentials is the provider of a configuration without one.
-type noCredentials struct{}
-
-func (noCredentials) Retrieve(context.Context) (aws.Credentials, error) {
-	return aws.Credentials{}, errors.New("no credential provider")
-}
-
 // newHTTPClient returns the client all requests of a Client share: few idle
 // connections, no HTTP/2, no transparent decompression. It is an
-// *awshttp.BuildableClient, so that the SDK can add AWS_CA_BUNDLE to it.
+// *awshttp.BuildableClient, so that [withCABundle] can add to it.
 func newHTTPClient() *awshttp.BuildableClient {
 	return awshttp.NewBuildableClient().
 		WithDialerOptions(func(d *net.Dialer) { d.Timeout = DefaultDialTimeout }).
@@ -208,6 +231,32 @@ func newHTTPClient() *awshttp.BuildableClient {
 			tr.ForceAttemptHTTP2 = false
 			tr.DisableCompression = true
 		})
+}
+
+// withCABundle returns client trusting only the certificates in the PEM
+// file named by $AWS_CA_BUNDLE or the profile's ca_bundle, as the SDK
+// does. client must be an *awshttp.BuildableClient.
+func withCABundle(client aws.HTTPClient, file string) (aws.HTTPClient, error) {
+	bc, ok := client.(*awshttp.BuildableClient)
+	if !ok {
+		return nil, fmt.Errorf("CA bundle %s: Config.HTTPClient is a %T, not an *awshttp.BuildableClient", file, client)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("CA bundle: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("CA bundle %s: no PEM certificate", file)
+	}
+	return bc.WithTransportOptions(func(tr *http.Transport) {
+		if tr.TLSClientConfig == nil {
+			tr.TLSClientConfig = &tls.Config{}
+		} else {
+			tr.TLSClientConfig = tr.TLSClientConfig.Clone()
+		}
+		tr.TLSClientConfig.RootCAs = roots
+	}), nil
 }
 
 // key returns the object key of a caller's key.

@@ -14,8 +14,9 @@ import (
 
 // Defaults for [Config] fields and the HTTP client [New] builds.
 const (
-	// DefaultRegion is used when neither Config.Region nor the SDK's
-	// default chain (AWS_REGION, the shared config file) names a region.
+	// DefaultRegion is used when neither Config.Region nor the
+	// environment (AWS_REGION, AWS_DEFAULT_REGION, the shared config
+	// file) names a region.
 	DefaultRegion = "us-east-1"
 
 	// DefaultMaxAttempts is the number of attempts per request, the first
@@ -61,8 +62,9 @@ type Config struct {
 	// (https://s3.REGION.amazonaws.com).
 	Endpoint string
 
-	// Region is the signing region. If empty, New uses the SDK's default
-	// chain (AWS_REGION, the shared config file), then [DefaultRegion].
+	// Region is the signing region. If empty, New uses $AWS_REGION,
+	// $AWS_DEFAULT_REGION, the shared config file's profile, then
+	// [DefaultRegion].
 	Region string
 
 	// PathStyle addresses the bucket in the URL path
@@ -73,8 +75,9 @@ type Config struct {
 	PathStyle bool
 
 	// AccessKeyID and SecretAccessKey are static credentials. If both are
-	// empty, New uses the SDK's default credential chain (environment,
-	// shared files, SSO, container and instance roles).
+	// empty, New looks for credentials in the environment, the shared
+	// files, and the container and instance roles, as the package doc
+	// says.
 	AccessKeyID     string
 	SecretAccessKey string
 
@@ -85,9 +88,10 @@ type Config struct {
 	MaxAttempts int
 
 	// HTTPClient sends the requests. If nil, New builds one with the
-	// Default* timeouts. A custom client must be an
-	// *awshttp.BuildableClient (aws/transport/http) for AWS_CA_BUNDLE to
-	// work.
+	// Default* timeouts. It also fetches credentials from STS and the
+	// container and instance metadata endpoints. A custom client must be
+	// an *awshttp.BuildableClient (aws/transport/http) for AWS_CA_BUNDLE
+	// to work.
 	HTTPClient aws.HTTPClient
 }
 
@@ -111,16 +115,24 @@ func (c Config) validate() error {
 			return fmt.Errorf("Endpoint: %w", err)
 		}
 	}
-	if strings.ContainsFunc(c.Region, func(r rune) bool {
-		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '-' && r != '_' && r != '.'
-	}) {
-		return fmt.Errorf("Region %q: want letters, digits, '-', '_' and '.'", c.Region)
+	if err := validRegion(c.Region); err != nil {
+		return fmt.Errorf("Region %q: %w", c.Region, err)
 	}
 	if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
 		return errors.New("AccessKeyID and SecretAccessKey: set both or neither")
 	}
 	if c.MaxAttempts < 0 {
 		return fmt.Errorf("MaxAttempts %d: negative", c.MaxAttempts)
+	}
+	return nil
+}
+
+// validRegion checks a region name, which goes into host names.
+func validRegion(r string) error {
+	if strings.ContainsFunc(r, func(r rune) bool {
+		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '-' && r != '_' && r != '.'
+	}) {
+		return errors.New("want letters, digits, '-', '_' and '.'")
 	}
 	return nil
 }

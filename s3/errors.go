@@ -31,8 +31,8 @@ var (
 	// response not received: connection refused, DNS failure, timeout.
 	ErrUnreachable = errors.New("endpoint unreachable")
 
-	// ErrNoCredentials is returned when the SDK's credential chain found no
-	// usable credentials.
+	// ErrNoCredentials is returned when no credential source (see the
+	// package doc) is set up, or the one set up is unusable or fails.
 	ErrNoCredentials = errors.New("no AWS credentials")
 )
 
@@ -213,7 +213,7 @@ func (c *Client) wrap(ctx context.Context, op, what string, err error) error {
 		return &opError{msg: prefix + ": " + replicate.ErrNotExist.Error(), kind: replicate.ErrNotExist, err: err}
 	case errors.As(err, &ce):
 		return &opError{
-			msg:  fmt.Sprintf("%s: no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): %s", prefix, oneLine(ce.err.Error())),
+			msg:  fmt.Sprintf("%s: no AWS credentials: %s", prefix, oneLine(ce.err.Error())),
 			kind: ErrNoCredentials,
 			err:  err,
 		}

@@ -14,7 +14,7 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	c, err := s3.New(ctx, cfg) // credentials from the SDK's default chain
+	c, err := s3.New(ctx, cfg) // credentials from the environment, see the package doc
 	if err != nil {
 		log.Fatal(err)
 	}

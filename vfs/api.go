@@ -127,6 +127,15 @@ func (v *VFS) Flush(ctx context.Context) error {
 	return v.r.Sync(ctx)
 }
 
+// DB returns the replicated database at path (absolute, as opened), or nil
+// if no connection through the VFS has opened its WAL yet.
+func (v *VFS) DB(path string) *replicate.DB {
+	if e := v.lookup(path); e != nil {
+		return e.db.Load()
+	}
+	return nil
+}
+
 // Unregister removes the VFS from SQLite's registry. Close every connection
 // opened through it first: SQLite looks the VFS up again when the last
 // connection closes.

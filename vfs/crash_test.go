@@ -46,6 +46,7 @@ func appMain() int {
 	}
 	r := replicate.New(store, opts)
 	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- r.Run(runCtx) }()
 	v, err := vfs.Register("walsync-app", r, vfs.Options{})

@@ -133,7 +133,6 @@ func (e *env) run() {
 // and no snapshot follows the first.
 func TestPoolWithCheckpoints(t *testing.T) {
 	e := newEnv(t, vfs.Options{})
-	e.r = e.r // background uploads
 	e.run()
 	path := filepath.Join(e.dir, "pool.db")
 	db := e.open(path, "")
