@@ -37,6 +37,9 @@ type RestoreOptions struct {
 	Force bool
 	// Check is the integrity check run before the file is put in place.
 	Check IntegrityCheck
+	// CheckParams are URI parameters for opening the restored file for the
+	// check, for a database encrypted by a VFS: "vfs=adiantum&hexkey=...".
+	CheckParams string
 	// Logger receives progress logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -62,6 +65,10 @@ var (
 
 	// ErrIntegrity is returned when the restored database fails its check.
 	ErrIntegrity = errors.New("restored database failed its integrity check")
+
+	// ErrEncrypted is returned when the restored database is encrypted and
+	// no parameters to open it for the integrity check were given.
+	ErrEncrypted = errors.New("restored database is encrypted: give the VFS and key for the integrity check, or skip it")
 )
 
 // Restore rebuilds the database name from store into the file output: the
@@ -121,7 +128,7 @@ func Restore(ctx context.Context, store Storage, name, output string, opts Resto
 		err = cerr
 	}
 	if err == nil {
-		err = checkIntegrity(ctx, tmp.Name(), opts.Check)
+		err = checkIntegrity(ctx, tmp.Name(), opts.Check, opts.CheckParams)
 	}
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("restore %s: %w", name, err)
@@ -248,7 +255,7 @@ func applyFile(ctx context.Context, store Storage, f *os.File, lf ltxFile, buf *
 
 // checkIntegrity opens the restored file and runs the selected check with
 // the schema untrusted.
-func checkIntegrity(ctx context.Context, path string, check IntegrityCheck) error {
+func checkIntegrity(ctx context.Context, path string, check IntegrityCheck, params string) error {
 	pragma := "integrity_check"
 	switch check {
 	case IntegrityNone:
@@ -256,7 +263,18 @@ func checkIntegrity(ctx context.Context, path string, check IntegrityCheck) erro
 	case IntegrityQuick:
 		pragma = "quick_check"
 	}
-	u := url.URL{Scheme: "file", Path: path}
+	if params == "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		_, herr := readDBHeader(f)
+		f.Close()
+		if errors.Is(herr, ErrNotSQLite) {
+			return ErrEncrypted
+		}
+	}
+	u := url.URL{Scheme: "file", Path: path, RawQuery: params}
 	conn, err := sqlite3.OpenContext(ctx, u.String())
 	if err != nil {
 		return err

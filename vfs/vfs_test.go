@@ -3,6 +3,7 @@ package vfs_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -244,7 +245,19 @@ func TestEncryptedStacks(t *testing.T) {
 				t.Fatalf("target holds plaintext (%d bytes)", len(all))
 			}
 			name, _ := replicate.NameFromPath(path)
-			out := e.restore(name)
+			// The integrity check needs the VFS and key; without them the
+			// restore refuses and leaves nothing behind.
+			noKey := filepath.Join(t.TempDir(), "nokey.db")
+			if _, err := replicate.Restore(e.ctx, e.store, name, noKey, replicate.RestoreOptions{}); !errors.Is(err, replicate.ErrEncrypted) {
+				t.Fatalf("restore without key: err = %v, want ErrEncrypted", err)
+			}
+			if _, err := os.Stat(noKey); err == nil {
+				t.Fatal("restore without key left a file")
+			}
+			out := filepath.Join(t.TempDir(), "restored.db")
+			if _, err := replicate.Restore(e.ctx, e.store, name, out, replicate.RestoreOptions{CheckParams: "vfs=" + c.base + c.key}); err != nil {
+				t.Fatalf("restore with the key and integrity_check: %v", err)
+			}
 			if b, _ := os.ReadFile(out); strings.Contains(string(b), marker) {
 				t.Fatal("restored file holds plaintext")
 			}

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	_ "github.com/ncruces/go-sqlite3/vfs/adiantum" // --vfs adiantum
+	_ "github.com/ncruces/go-sqlite3/vfs/xts"      // --vfs xts
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/superfly/ltx"
@@ -24,6 +28,8 @@ type restoreOptions struct {
 	txid      string
 	force     bool
 	check     string
+	vfs       string
+	keyFile   string
 }
 
 func (o *restoreOptions) AddFlags(f *pflag.FlagSet) {
@@ -33,6 +39,8 @@ func (o *restoreOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.txid, "txid", "", "restore the state after this transaction ID (decimal, or 16 hex digits as in object names)")
 	f.BoolVar(&o.force, "force", false, "replace an existing output file")
 	f.StringVar(&o.check, "integrity-check", "full", "check run on the restored file: full, quick or none")
+	f.StringVar(&o.vfs, "vfs", "", "for an encrypted database: the VFS that opens it for the check (adiantum or xts)")
+	f.StringVar(&o.keyFile, "key-file", "", "with --vfs: file whose first line is key=..., hexkey=... or textkey=...")
 }
 
 // parse converts the flags into library options.
@@ -69,7 +77,36 @@ func (o *restoreOptions) parse() (replicate.RestoreOptions, error) {
 		return ro, fmt.Errorf("restore: --integrity-check %q: want full, quick or none", o.check)
 	}
 	ro.Force = o.force
+	params, err := o.checkParams()
+	if err != nil {
+		return ro, err
+	}
+	ro.CheckParams = params
 	return ro, nil
+}
+
+// checkParams builds the URI parameters that open an encrypted restored
+// database for the integrity check. The key is read from a file, never
+// from the command line (where other users could see it).
+func (o *restoreOptions) checkParams() (string, error) {
+	switch {
+	case o.vfs == "" && o.keyFile == "":
+		return "", nil
+	case o.vfs != "adiantum" && o.vfs != "xts":
+		return "", fmt.Errorf("restore: --vfs %q: want adiantum or xts (with --key-file)", o.vfs)
+	case o.keyFile == "":
+		return "", errors.New("restore: --vfs needs --key-file")
+	}
+	b, err := os.ReadFile(o.keyFile)
+	if err != nil {
+		return "", fmt.Errorf("restore: --key-file: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+	if !ok || (k != "key" && k != "hexkey" && k != "textkey") || v == "" {
+		return "", fmt.Errorf("restore: --key-file %s: want one line key=..., hexkey=... or textkey=...", o.keyFile)
+	}
+	return url.Values{"vfs": {o.vfs}, k: {v}}.Encode(), nil
 }
 
 // parseTXID accepts a decimal TXID or the 16-hex-digit form of object names.
