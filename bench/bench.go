@@ -1,21 +1,20 @@
-// Package bench is the harness behind `walsync bench`: it creates N WAL
-// databases, drives them from a separate writer process, runs walsync as a
-// child process replicating them, samples walsync's memory and CPU from
-// /proc, then restores every database and checks it equals its source.
+// Package bench is the harness behind `walsync bench`: for each database
+// count N it creates N WAL databases, drives the active ones from a
+// separate writer process, runs walsync (and, to compare, Litestream) as
+// child processes replicating them, samples their memory, CPU and storage
+// requests, then restores every database and checks it equals its source.
+//
+// Every tool gets the same load and the same kind of target. Figures of a
+// tool running one process per database are summed over its processes.
 package bench
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/walsync/walsync/replicate"
@@ -24,203 +23,158 @@ import (
 // Config configures a benchmark run.
 type Config struct {
 	Exe          string        // walsync executable (runs `watch` and `bench-writer`)
-	DBs          []int         // database counts to measure, one run each
-	Duration     time.Duration // measured window, while the writer runs
-	Warmup       time.Duration // before the window: initial snapshots
+	DBs          []int         // database counts to measure, one run per tool each
+	Duration     time.Duration // measured window
+	Warmup       time.Duration // before the window, with the writer already running
 	Rate         float64       // commits per second per active database
 	IdleFraction float64       // fraction of databases never written
 	RowBytes     int           // payload bytes per commit
 	Target       string        // target URL; empty: a temporary file:// directory
+	Litestream   string        // Litestream binary to compare with; empty: walsync only
 	WorkDir      string        // parent of the temporary directories; default os.TempDir()
-	Progress     io.Writer     // progress lines; nil: none
+	Progress     *Progress     // nil: no progress
 	Logger       *slog.Logger
-	// Open opens a target URL, to verify restores.
+	// Open opens a target URL, to verify walsync's restores.
 	Open func(ctx context.Context, url string) (replicate.Storage, error)
 }
 
-// Row is the result of one run.
+// Row is the result of one tool/mode at one database count.
 type Row struct {
-	Tool         string  `json:"tool"`
-	Mode         string  `json:"mode"`
-	DBs          int     `json:"dbs"`
-	RSSAvgKB     int64   `json:"rss_avg_kb"`
-	RSSPeakKB    int64   `json:"rss_peak_kb"`
-	PSSKB        int64   `json:"pss_kb"`
-	AnonKB       int64   `json:"rss_anon_kb"`
-	Threads      int64   `json:"threads"`
-	FDs          int     `json:"fds"`
-	CPUPerMin    float64 `json:"cpu_s_per_min"`
-	RequestsMin  float64 `json:"requests_per_min"`
-	Commits      int64   `json:"commits"`
-	RestoredOK   bool    `json:"restored_ok"`
-	RestoreError string  `json:"restore_error,omitempty"`
+	Tool           string             `json:"tool"`
+	Mode           string             `json:"mode"`
+	DBs            int                `json:"dbs"`
+	ActiveDBs      int                `json:"active_dbs"`
+	Procs          int                `json:"procs"`
+	RSSAvgKB       int64              `json:"rss_avg_kb"`  // VmRSS, window average
+	RSSPeakKB      int64              `json:"rss_peak_kb"` // max of VmHWM and the samples
+	PSSKB          int64              `json:"pss_kb"`      // Pss, window average
+	AnonKB         int64              `json:"rss_anon_kb"` // RssAnon, window average
+	Threads        int64              `json:"threads"`     // maximum
+	FDs            int                `json:"fds"`         // maximum
+	CPUPerMin      float64            `json:"cpu_s_per_min"`
+	RequestsMin    float64            `json:"requests_per_min"`
+	RequestUnit    string             `json:"request_unit"` // "requests" (S3, counted by a proxy) or "objects" (created)
+	RequestsByType map[string]float64 `json:"requests_per_min_by_type,omitempty"`
+	WindowS        float64            `json:"window_s"`
+	Commits        int64              `json:"commits"`
+	RestoredOK     bool               `json:"restored_ok"`
+	Skipped        bool               `json:"skipped,omitempty"`
+	Error          string             `json:"error,omitempty"`
 }
 
-// Run measures walsync for each database count in cfg.DBs.
-func Run(ctx context.Context, cfg Config) ([]Row, error) {
+// Failed reports whether the row is a run that failed: a restore that
+// differs from its source, or a tool that crashed or did not stop cleanly.
+// A skipped row has not failed.
+func (r Row) Failed() bool { return !r.Skipped && (!r.RestoredOK || r.Error != "") }
+
+// Run measures each tool at each database count in cfg.DBs, calling emit
+// with every row as soon as it is measured. A tool that fails (or crashes)
+// gives a row with RestoredOK false and the error; the run goes on. Run
+// returns an error only if it cannot run at all or ctx ends.
+func Run(ctx context.Context, cfg Config, emit func(Row)) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	var rows []Row
+	if emit == nil {
+		emit = func(Row) {}
+	}
+	maxN := 0
 	for _, n := range cfg.DBs {
-		row, err := runOne(ctx, cfg, n)
-		if err != nil {
-			return rows, fmt.Errorf("bench --dbs %d: %w", n, err)
-		}
-		rows = append(rows, row)
+		maxN = max(maxN, n)
 	}
-	return rows, nil
-}
-
-func (cfg Config) progress(format string, args ...any) {
-	if cfg.Progress != nil {
-		fmt.Fprintf(cfg.Progress, format+"\n", args...)
+	perDB := 4 // walsync holds 2 descriptors per database; the writer up to 3 per active one
+	if cfg.Litestream != "" {
+		perDB = 8 // Litestream: the database, its WAL and SHM, twice (file + SQLite connection)
 	}
-}
+	lim, err := raiseNoFile(uint64(perDB*maxN + 1024))
+	cfg.Progress.Linef("open files limit %d", lim)
+	if err != nil {
+		cfg.Progress.Notef("warning: %v", err)
+	}
 
-func runOne(ctx context.Context, cfg Config, n int) (Row, error) {
-	row := Row{Tool: "walsync", Mode: "one-process", DBs: n}
 	work, err := os.MkdirTemp(cfg.WorkDir, "walsync-bench-")
 	if err != nil {
-		return row, err
+		return err
 	}
 	defer os.RemoveAll(work)
-	dbDir := filepath.Join(work, "dbs")
-	target := cfg.Target
-	if target == "" {
-		target = "file://" + filepath.Join(work, "target")
-	} else {
-		target = withPrefix(target, fmt.Sprintf("bench-%d-%d", n, time.Now().UnixNano()))
-	}
-	active := n - int(float64(n)*cfg.IdleFraction)
-	wcfg := WriterConfig{Dir: dbDir, DBs: n, Active: active, Rate: cfg.Rate, RowBytes: cfg.RowBytes, Duration: cfg.Duration}
-
-	cfg.progress("dbs=%d: creating %d databases", n, n)
-	if err := runWriter(ctx, cfg.Exe, wcfg, true, io.Discard); err != nil {
-		return row, fmt.Errorf("create databases: %w", err)
-	}
-
-	logf, err := os.Create(filepath.Join(work, "walsync.log"))
+	tg, err := newTargets(cfg, work)
 	if err != nil {
-		return row, err
+		return err
 	}
-	defer logf.Close()
-	ws := exec.CommandContext(ctx, cfg.Exe, "watch", "--dir", dbDir, "--pattern", "db*.db", "-b", target, "--log-format", "json")
-	ws.Stdout, ws.Stderr = logf, logf
-	ws.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
-	if err := ws.Start(); err != nil {
-		return row, err
+	defer tg.Close()
+	cfg.Progress.Linef("target %s", tg.describe())
+
+	for _, n := range cfg.DBs {
+		for _, tl := range tools(&cfg) {
+			row, err := runTool(ctx, &cfg, tg, tl, n, work)
+			if err != nil {
+				return err
+			}
+			emit(row)
+		}
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- ws.Wait() }()
-	stopped := false
+	return nil
+}
+
+// run is one tool/mode at one database count.
+type run struct {
+	cfg    *Config
+	n      int
+	active int
+	dir    string // holds the databases, logs and restores of this run
+	dbDir  string
+	tgt    runTarget
+	store  replicate.Storage // walsync's target, opened for verification
+	prefix string            // progress prefix
+}
+
+// runTool measures tl at n databases. Its error is ctx's; any other
+// failure is reported in the row.
+func runTool(ctx context.Context, cfg *Config, tg *targets, tl tool, n int, work string) (Row, error) {
+	active := n - int(float64(n)*cfg.IdleFraction)
+	label := fmt.Sprintf("%s-%s-n%d", tl.name, tl.mode, n)
+	prefix := fmt.Sprintf("dbs=%d %s", n, tl.label())
+	r := &run{cfg: cfg, n: n, active: active, dir: filepath.Join(work, label), tgt: tg.forRun(label), prefix: prefix}
+	r.dbDir = filepath.Join(r.dir, "dbs")
+	row := Row{Tool: tl.name, Mode: tl.mode, DBs: n, ActiveDBs: active, RequestUnit: r.tgt.count.unit()}
+	if why := tl.skip(n); why != "" {
+		row.Skipped, row.Error = true, why
+		cfg.Progress.Linef("%s: %s", prefix, why)
+		return row, nil
+	}
 	defer func() {
-		if !stopped {
-			ws.Process.Kill()
-			<-exited
+		os.RemoveAll(r.dir)
+		if tg.temporary {
+			os.RemoveAll(filepath.Join(tg.file, label))
 		}
 	}()
-
-	cfg.progress("dbs=%d: walsync pid %d, warm-up %s", n, ws.Process.Pid, cfg.Warmup)
-	if err := sleep(ctx, cfg.Warmup); err != nil {
-		return row, err
+	err := r.measure(ctx, tl, &row)
+	if ctx.Err() != nil {
+		return row, ctx.Err()
 	}
-	before, err := ReadProc(ws.Process.Pid)
-	if err != nil {
-		return row, fmt.Errorf("walsync exited early (see its log): %w", err)
-	}
-	objsBefore, err := countObjects(ctx, cfg, target)
-	if err != nil {
-		return row, err
-	}
-
-	cfg.progress("dbs=%d: writing to %d databases at %g commits/s each for %s", n, active, cfg.Rate, cfg.Duration)
-	start := time.Now()
-	var werr error
-	var wg sync.WaitGroup
-	wg.Go(func() { werr = runWriter(ctx, cfg.Exe, wcfg, false, logf) })
-	var samples []Sample
-	tick := time.NewTicker(time.Second)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-sampling:
-	for {
-		select {
-		case <-done:
-			break sampling
-		case <-tick.C:
-			if s, err := ReadProc(ws.Process.Pid); err == nil {
-				samples = append(samples, s)
-			}
+	var stopErr *stopError
+	if err == nil || errors.As(err, &stopErr) {
+		cfg.Progress.Linef("%s: restoring and verifying %d databases", prefix, n)
+		var verr error
+		row.Commits, verr = r.verify(ctx, tl)
+		if ctx.Err() != nil {
+			return row, ctx.Err()
 		}
+		row.RestoredOK = verr == nil
+		err = errors.Join(err, verr)
 	}
-	tick.Stop()
-	window := time.Since(start)
-	after, err := ReadProc(ws.Process.Pid)
 	if err != nil {
-		return row, fmt.Errorf("walsync exited during the run (see its log): %w", err)
-	}
-	if werr != nil {
-		return row, fmt.Errorf("writer: %w", werr)
-	}
-
-	cfg.progress("dbs=%d: stopping walsync (SIGTERM flushes)", n)
-	ws.Process.Signal(syscall.SIGTERM)
-	stopped = true
-	select {
-	case err := <-exited:
-		if err != nil {
-			return row, fmt.Errorf("walsync exited with %v (see its log)", err)
-		}
-	case <-time.After(2 * time.Minute):
-		ws.Process.Kill()
-		<-exited
-		return row, errors.New("walsync did not stop within 2 minutes of SIGTERM")
-	}
-	objsAfter, err := countObjects(ctx, cfg, target)
-	if err != nil {
-		return row, err
-	}
-
-	minutes := window.Minutes()
-	row.CPUPerMin = (after.CPU - before.CPU) / minutes
-	row.RequestsMin = float64(objsAfter-objsBefore) / minutes
-	for _, s := range samples {
-		row.RSSAvgKB += s.RSSKB
-		row.PSSKB = max(row.PSSKB, s.PSSKB)
-		row.AnonKB = max(row.AnonKB, s.AnonKB)
-		row.Threads = max(row.Threads, s.Threads)
-		row.FDs = max(row.FDs, s.FDs)
-		row.RSSPeakKB = max(row.RSSPeakKB, s.RSSKB)
-	}
-	if len(samples) > 0 {
-		row.RSSAvgKB /= int64(len(samples))
-	}
-	row.RSSPeakKB = max(row.RSSPeakKB, after.HWMKB)
-
-	cfg.progress("dbs=%d: restoring and verifying %d databases", n, n)
-	commits, err := verifyAll(ctx, cfg, target, dbDir, n, work)
-	row.Commits = commits
-	if err != nil {
-		row.RestoreError = err.Error()
+		row.Error = oneLine(err)
+		cfg.Progress.Notef("%s: FAILED: %s", prefix, row.Error)
 	} else {
-		row.RestoredOK = true
+		cfg.Progress.Linef("%s: done, RSS %.1f MiB, CPU %.2f s/min, %.0f %s/min, %d commits restored",
+			prefix, mib(row.RSSAvgKB), row.CPUPerMin, row.RequestsMin, row.RequestUnit, row.Commits)
 	}
 	return row, nil
 }
 
-// runWriter runs `walsync bench-writer` and waits for it.
-func runWriter(ctx context.Context, exe string, w WriterConfig, init bool, log io.Writer) error {
-	args := []string{"bench-writer", "--dir", w.Dir, "--dbs", strconv.Itoa(w.DBs),
-		"--active", strconv.Itoa(w.Active), "--rate", strconv.FormatFloat(w.Rate, 'g', -1, 64),
-		"--row-bytes", strconv.Itoa(w.RowBytes), "--duration", w.Duration.String()}
-	if init {
-		args = append(args, "--init")
-	}
-	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	return cmd.Run()
-}
+// mib converts KiB to MiB.
+func mib(kb int64) float64 { return float64(kb) / 1024 }
 
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
@@ -233,33 +187,20 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// withPrefix appends a path element to an s3:// or file:// URL.
-func withPrefix(target, elem string) string {
-	u := target
-	q := ""
-	for i := range len(u) {
-		if u[i] == '?' {
-			u, q = target[:i], target[i:]
-			break
+// oneLine flattens an error message to one line of at most 400 bytes.
+func oneLine(err error) string {
+	var b []byte
+	for _, c := range []byte(err.Error()) {
+		if c == '\n' || c == '\r' || c == '\t' {
+			c = ' '
 		}
+		b = append(b, c)
 	}
-	if len(u) > 0 && u[len(u)-1] == '/' {
-		u = u[:len(u)-1]
+	if len(b) > 400 {
+		b = append(b[:400], "..."...)
 	}
-	return u + "/" + elem + q
+	return string(b)
 }
 
-func countObjects(ctx context.Context, cfg Config, target string) (int, error) {
-	store, err := cfg.Open(ctx, target)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, err := range store.List(ctx, "", "") {
-		if err != nil {
-			return 0, err
-		}
-		n++
-	}
-	return n, nil
-}
+// errExited is a tool that exited before the end of the window.
+var errExited = errors.New("exited during the run")

@@ -69,3 +69,66 @@ func ReadProc(pid int) (Sample, error) {
 	s.CPU = float64(utime+stime) / clockTicks
 	return s, nil
 }
+
+// sampleAll samples every process of pids and returns their sum. It fails
+// if any of them has exited.
+func sampleAll(pids []int) (Sample, error) {
+	var sum Sample
+	for _, pid := range pids {
+		s, err := ReadProc(pid)
+		if err != nil {
+			return sum, fmt.Errorf("process %d: %w", pid, err)
+		}
+		sum.RSSKB += s.RSSKB
+		sum.HWMKB += s.HWMKB
+		sum.AnonKB += s.AnonKB
+		sum.PSSKB += s.PSSKB
+		sum.Threads += s.Threads
+		sum.FDs += s.FDs
+		sum.CPU += s.CPU
+	}
+	return sum, nil
+}
+
+// window accumulates the samples taken during the measured window.
+type window struct {
+	n              int64
+	rss, pss, anon int64 // sums, for the averages
+	peak           int64
+	threads        int64
+	fds            int
+	first, last    Sample
+	haveFirst      bool
+}
+
+// add records one sample.
+func (w *window) add(s Sample) {
+	if !w.haveFirst {
+		w.first, w.haveFirst = s, true
+	}
+	w.last = s
+	w.n++
+	w.rss += s.RSSKB
+	w.pss += s.PSSKB
+	w.anon += s.AnonKB
+	w.peak = max(w.peak, s.RSSKB, s.HWMKB)
+	w.threads = max(w.threads, s.Threads)
+	w.fds = max(w.fds, s.FDs)
+}
+
+// fill sets the memory, thread, descriptor and CPU figures of row from
+// the window's samples over minutes.
+func (w *window) fill(row *Row, minutes float64) {
+	if w.n == 0 {
+		return
+	}
+	row.RSSAvgKB = w.rss / w.n
+	row.PSSKB = w.pss / w.n
+	row.AnonKB = w.anon / w.n
+	row.RSSPeakKB = w.peak
+	row.Threads = w.threads
+	row.FDs = w.fds
+	if minutes > 0 {
+		row.CPUPerMin = (w.last.CPU - w.first.CPU) / minutes
+	}
+}

@@ -9,53 +9,91 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 
 	"github.com/ncruces/go-sqlite3"
-
-	"github.com/walsync/walsync/replicate"
 )
 
-// verifyAll restores every database from target and compares its rows with
-// the source. It returns the number of rows written by the writer.
-func verifyAll(ctx context.Context, cfg Config, target, dbDir string, n int, work string) (int64, error) {
-	store, err := cfg.Open(ctx, target)
-	if err != nil {
-		return 0, err
-	}
-	outDir := filepath.Join(work, "restored")
+// verifyWorkers is the number of databases restored at the same time.
+const verifyWorkers = 2
+
+// verify restores every database of r with tl and compares its rows with
+// the source. It returns the number of rows the writer committed.
+func (r *run) verify(ctx context.Context, tl tool) (int64, error) {
+	outDir := filepath.Join(r.dir, "restored")
 	if err := os.MkdirAll(outDir, 0o700); err != nil {
 		return 0, err
 	}
-	var commits int64
-	var errs []error
-	for i := range n {
-		src := DBPath(dbDir, i)
-		name := filepath.Base(src)
-		out := filepath.Join(outDir, name)
-		if _, err := replicate.Restore(ctx, store, name, out, replicate.RestoreOptions{Check: replicate.IntegrityQuick}); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		want, rows, err := HashDB(src)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		got, _, err := HashDB(out)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if got != want {
-			errs = append(errs, fmt.Errorf("%s: restored rows differ from the source", name))
-		}
-		commits += rows - 1
-		os.Remove(out)
+	var (
+		mu      sync.Mutex
+		commits int64
+		failed  int
+		first   error
+		done    int
+		next    atomic.Int64
+	)
+	var wg sync.WaitGroup
+	for range verifyWorkers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= r.n || ctx.Err() != nil {
+					return
+				}
+				rows, err := r.verifyOne(ctx, tl, i, outDir)
+				mu.Lock()
+				commits += rows
+				if err != nil {
+					failed++
+					if first == nil {
+						first = err
+					}
+				}
+				done++
+				if done%100 == 0 {
+					r.cfg.Progress.Statusf("%s: verified %d of %d databases", r.prefix, done, r.n)
+				}
+				mu.Unlock()
+			}
+		})
 	}
-	if len(errs) > 0 {
-		return commits, fmt.Errorf("%d of %d restores failed; first: %w", len(errs), n, errs[0])
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return commits, err
+	}
+	if failed > 0 {
+		return commits, fmt.Errorf("%d of %d restores failed; first: %w", failed, r.n, first)
 	}
 	return commits, nil
+}
+
+// verifyOne restores database i and compares it with its source. It
+// returns the number of rows the writer added to it.
+func (r *run) verifyOne(ctx context.Context, tl tool, i int, outDir string) (int64, error) {
+	src := DBPath(r.dbDir, i)
+	name := filepath.Base(src)
+	out := filepath.Join(outDir, name)
+	defer func() {
+		for _, s := range []string{"", "-wal", "-shm"} {
+			os.Remove(out + s)
+		}
+	}()
+	if err := tl.restore(ctx, r, name, out); err != nil {
+		return 0, fmt.Errorf("restore %s: %w", name, err)
+	}
+	want, rows, err := HashDB(src)
+	if err != nil {
+		return 0, err
+	}
+	got, gotRows, err := HashDB(out)
+	if err != nil {
+		return 0, err
+	}
+	if got != want {
+		return 0, fmt.Errorf("%s: restored rows differ from the source (%d rows, source %d)", name, gotRows, rows)
+	}
+	return rows - 1, nil
 }
 
 // HashDB returns a SHA-256 over every row of the bench table, in id order,

@@ -11,6 +11,7 @@ import (
 	"github.com/ncruces/go-sqlite3"
 	"github.com/ncruces/go-sqlite3/util/vfsutil"
 	"github.com/ncruces/go-sqlite3/vfs"
+	"time"
 )
 
 // maxWALFileBytes is the WAL file size above which walsync also truncates
@@ -124,6 +125,10 @@ func (d *DB) truncateWAL(ctx context.Context) error {
 		return fmt.Errorf("truncate wal: %w", err)
 	}
 	defer conn.Close()
+	// Never wait for readers while holding the write lock (Litestream #724).
+	if err := conn.BusyTimeout(0); err != nil {
+		return fmt.Errorf("truncate wal: %w", err)
+	}
 	unregister := setGate(d.walPath, func() error {
 		if err := d.captureTail(); err != nil {
 			d.discontinuity("capture before WAL truncate failed: " + err.Error())
@@ -214,13 +219,20 @@ func withReadTxn(ctx context.Context, path string, fn func() error) error {
 	return errors.Join(err, stmt.Close(), conn.Exec("ROLLBACK"))
 }
 
-// openCheckpointConn opens a connection through the gate VFS.
+// openCheckpointConn opens a connection through the gate VFS. It waits up
+// to a second for locks (an application opening or recovering the
+// database at the same moment), except in wal_checkpoint's own waits for
+// readers, which SQLite bounds separately.
 func openCheckpointConn(ctx context.Context, path string) (*sqlite3.Conn, error) {
 	registerGate()
 	u := url.URL{Scheme: "file", Path: path, RawQuery: "vfs=" + gateVFSName}
 	conn, err := sqlite3.OpenContext(ctx, u.String())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := conn.BusyTimeout(time.Second); err != nil {
+		conn.Close()
+		return nil, err
 	}
 	return conn, nil
 }

@@ -44,6 +44,14 @@ type DB struct {
 
 	durableAt time.Time     // everything committed before it is in the target
 	durableCh chan struct{} // closed and replaced when durableAt moves
+
+	// A watched database is unpinned (no descriptor held) while no
+	// application has its WAL-index open, or when the descriptor budget
+	// (Options.MaxPinned) went to busier databases. stamp is the database
+	// file as it was when walsync last knew it held nothing more than the
+	// target, for databases with no replicated WAL generation (newGenOK).
+	stamp      fileStamp
+	lastActive time.Time // last sync that captured something
 }
 
 func newDB(r *Replicator, path, name string) *DB {
@@ -124,21 +132,30 @@ func (d *DB) openLocked(ctx context.Context) error {
 	if fi, err := d.pin.db.Stat(); err == nil {
 		d.ino = inode(fi)
 	}
-	if d.app != nil {
+	switch {
+	case d.app != nil:
 		d.pin.openSHM(d.shmPath)
-	} else if err := d.pinWAL(ctx); err != nil {
-		d.pin.close()
-		return err
+	default:
+		if err := d.pinWAL(ctx, false); err != nil {
+			d.pin.close()
+			return err
+		}
 	}
 	d.opened = true
 	return nil
 }
 
 // pinWAL joins the WAL-index and takes a read-mark slot. If no connection
-// has the WAL-index open, a short-lived SQLite connection opens it first.
-func (d *DB) pinWAL(ctx context.Context) error {
+// has the WAL-index open, a short-lived SQLite connection opens it first,
+// unless the pin budget (Options.MaxPinned) is spent: then the descriptors
+// are released and the next write (reported by inotify) pins it.
+func (d *DB) pinWAL(ctx context.Context, force bool) error {
 	err := d.pin.lockSHM(d.shmPath)
 	if errors.Is(err, errNoSharedMemory) {
+		if !force && d.r.pinned.Load() >= int64(d.r.opts.MaxPinned) {
+			d.pin.close()
+			return nil
+		}
 		err = withReadTxn(ctx, d.path, func() error { return d.pin.lockSHM(d.shmPath) })
 	}
 	if err != nil {
@@ -147,7 +164,70 @@ func (d *DB) pinWAL(ctx context.Context) error {
 	if err := retryBusy(ctx, d.pin.lockSlot); err != nil {
 		return fmt.Errorf("pin wal: %w", err)
 	}
+	d.r.pinned.Add(1)
 	return nil
+}
+
+// repinIfNeeded pins an unpinned watched database once an application has
+// its WAL-index open. If walsync had no replicated generation to protect
+// and the database file changed meanwhile, a checkpoint copied frames that
+// walsync never saw: that is a discontinuity.
+func (d *DB) repinIfNeeded(ctx context.Context) error {
+	if d.app != nil || d.pin.held() {
+		return nil
+	}
+	if err := retryBusy(ctx, func() error { return d.pin.lockDB(d.path) }); err != nil {
+		if errors.Is(err, errLockBusy) {
+			return nil // closing connection holds EXCLUSIVE; next time
+		}
+		return err
+	}
+	// A write woke it: pin it even over budget; the budget then unpins the
+	// least recently written database instead.
+	if err := d.pinWAL(ctx, true); err != nil {
+		d.pin.close()
+		return err
+	}
+	if d.pin.held() {
+		d.checkStamp("database changed before walsync could pin its WAL")
+	}
+	return nil
+}
+
+// checkStamp compares the database file with the recorded stamp, if any.
+func (d *DB) checkStamp(reason string) {
+	if d.stamp == (fileStamp{}) || !d.newGenOK {
+		return
+	}
+	if st, err := stampOf(d.path); err != nil || st != d.stamp {
+		d.discontinuity(reason)
+	}
+	d.stamp = fileStamp{}
+}
+
+// unpin releases the descriptors of a watched database, recording the
+// database file's stamp if walsync has no WAL generation to follow.
+func (d *DB) unpin() {
+	if !d.pin.held() || d.app != nil {
+		return
+	}
+	if d.newGenOK {
+		if d.pin.slot == 0 {
+			// After a hand-over (READ_LOCK(0) held): the generation may still
+			// be restarted by the next writer, which nothing proves later.
+			d.newGenOK = false
+		}
+		d.stamp, _ = stampOf(d.path)
+	}
+	d.releasePin()
+}
+
+// releasePin closes the pin's descriptors.
+func (d *DB) releasePin() {
+	if d.pin.shm != nil && d.app == nil {
+		d.r.pinned.Add(-1)
+	}
+	d.pin.close()
 }
 
 // close releases the pin.
@@ -162,7 +242,12 @@ func (d *DB) close() error {
 	defer d.mu.unlock()
 	d.dropPending()
 	d.opened = false
-	return d.pin.close()
+	held := d.pin.shm != nil && d.app == nil
+	err := d.pin.close()
+	if held {
+		d.r.pinned.Add(-1)
+	}
+	return err
 }
 
 // sync uploads everything committed to the database since the last sync:
@@ -211,6 +296,9 @@ func (d *DB) step(ctx context.Context, start time.Time) (more bool, err error) {
 	if err := d.checkReplaced(ctx); err != nil {
 		return false, err
 	}
+	if err := d.repinIfNeeded(ctx); err != nil {
+		return false, err
+	}
 	// Re-arm the one-shot inotify watch before reading the WAL: a write
 	// after this point wakes the next sync.
 	if err := d.r.watch.armWAL(d); err != nil {
@@ -249,7 +337,7 @@ func (d *DB) checkReplaced(ctx context.Context) error {
 		return nil
 	}
 	d.logger().Warn("database file replaced, taking a snapshot", "path", d.path)
-	d.pin.close()
+	d.releasePin()
 	d.opened = false
 	if err := d.openLocked(ctx); err != nil {
 		return err
@@ -288,6 +376,12 @@ func (d *DB) capture(readAt time.Time) (captured bool, err error) {
 	switch {
 	case d.pos.sameGen(hdr):
 	case d.newGenOK:
+		if !d.pin.held() && d.app == nil {
+			d.checkStamp("database changed while walsync did not pin its WAL")
+			if d.snapReason != "" {
+				return false, nil
+			}
+		}
 		d.pos, d.newGenOK = hdr.start(), false
 		if err := d.repin(); err != nil {
 			return false, err
@@ -324,6 +418,7 @@ func (d *DB) capture(readAt time.Time) (captured bool, err error) {
 	// Captured: the segment is retried byte for byte until it is durable,
 	// so a PUT that timed out but was stored is recognised, not rewritten.
 	seg.readAt = readAt
+	d.lastActive = readAt
 	d.pending = append(d.pending, seg)
 	d.txid, d.pos, d.lastTS = seg.maxTXID, scan.end, seg.ts.UnixMilli()
 	return true, nil
@@ -341,7 +436,7 @@ func (d *DB) maxFrame(hdr WALHeader) uint32 {
 // repin returns from the post-checkpoint READ_LOCK(0) to a read-mark slot
 // once the WAL generation that was checkpointed has been restarted.
 func (d *DB) repin() error {
-	if d.pin.slot != 0 || d.app != nil {
+	if d.pin.slot != 0 || d.app != nil || !d.pin.held() {
 		return nil
 	}
 	if err := d.pin.lockSlot(); err != nil {
@@ -404,7 +499,7 @@ func (d *DB) uploadPending(ctx context.Context) error {
 				d.logger().Error("another writer uses this database's name in the target; re-reading it", "error", err)
 				d.dropPending()
 				d.opened, d.resumed = false, false
-				d.pin.close()
+				d.releasePin()
 			}
 			d.mu.unlock()
 			return err
@@ -522,6 +617,27 @@ func (m chanMutex) lock(ctx context.Context) error {
 }
 
 func (m chanMutex) unlock() { <-m }
+
+// tryLock takes the mutex if it is free.
+func (m chanMutex) tryLock() bool {
+	select {
+	case m <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// lastActiveAt returns when the database last had something captured. The
+// read is racy by design (an ordering hint for the pin budget), so it is
+// taken without d.mu only through this accessor.
+func (d *DB) lastActiveAt() time.Time {
+	if !d.mu.tryLock() {
+		return time.Now() // busy: most recently active
+	}
+	defer d.mu.unlock()
+	return d.lastActive
+}
 
 // walFile is an open WAL with a valid header.
 type walFile struct {

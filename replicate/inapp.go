@@ -179,12 +179,17 @@ func (d *DB) earlyReset(next []byte) {
 	}
 }
 
-// dbReader returns a reader of the database file's plaintext.
-func (d *DB) dbReader() io.ReaderAt {
-	if d.app != nil && d.app.codec != nil {
-		return d.app.codec.Reader(d.pin.db)
+// dbReader returns a reader of the database file's plaintext (of f, or
+// of the pinned descriptor if f is nil).
+func (d *DB) dbReader(f ...*os.File) io.ReaderAt {
+	db := d.pin.db
+	if len(f) > 0 {
+		db = f[0]
 	}
-	return d.pin.db
+	if d.app != nil && d.app.codec != nil {
+		return d.app.codec.Reader(db)
+	}
+	return db
 }
 
 // storePage encodes a page for storage (nil for watched databases).

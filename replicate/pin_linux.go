@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // Lock layout of SQLite's unix VFS (also used by the ncruces driver).
@@ -256,3 +258,24 @@ func (p *pin) openSHM(shmPath string) {
 		p.shm = f
 	}
 }
+
+// fileStamp identifies a version of a file: its inode, size and change
+// times. walsync records it when it stops pinning a database whose WAL
+// holds nothing it needs; if the database changed before the pin is taken
+// again, a checkpoint copied frames walsync never saw.
+type fileStamp struct {
+	ino, size    int64
+	mtime, ctime int64
+}
+
+// stampOf returns the stamp of the file at path.
+func stampOf(path string) (fileStamp, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fileStamp{}, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return fileStamp{ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}, nil
+}
+
+// held reports whether the database's descriptors are open.
+func (p *pin) held() bool { return p.db != nil }

@@ -24,8 +24,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -66,6 +68,12 @@ type Options struct {
 	// ShutdownTimeout bounds the final upload when [Replicator.Run] stops.
 	ShutdownTimeout time.Duration
 
+	// MaxPinned bounds the databases whose WAL is pinned at a time (two
+	// descriptors each). Beyond it, the least recently written databases
+	// are watched without a pin and pinned again at their next write.
+	// Default: what the open-file limit allows, keeping 1,024 in reserve.
+	MaxPinned int
+
 	// Logger receives the engine's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -89,6 +97,9 @@ func (o Options) withDefaults() Options {
 	if o.SpoolDir == "" {
 		o.SpoolDir = os.TempDir()
 	}
+	if o.MaxPinned <= 0 {
+		o.MaxPinned = defaultMaxPinned()
+	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = DefaultShutdownTimeout
 	}
@@ -111,6 +122,16 @@ type stats struct {
 	segments, snapshots, checkpoints, bytes, errors atomic.Int64
 }
 
+// defaultMaxPinned derives the pin budget from the open-file limit (Go
+// raises the soft limit to the hard one at start).
+func defaultMaxPinned() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
+		return 1 << 20
+	}
+	return max(16, (int(lim.Cur)-1024)/2)
+}
+
 // Replicator replicates a set of databases into one [Storage].
 type Replicator struct {
 	store Storage
@@ -123,6 +144,8 @@ type Replicator struct {
 	mu     sync.Mutex
 	byPath map[string]*DB // +checklocks:mu
 	byName map[string]*DB // +checklocks:mu
+
+	pinned atomic.Int64 // watched databases holding a pin
 }
 
 // New returns a Replicator that uploads into store.
@@ -188,7 +211,33 @@ func (r *Replicator) add(ctx context.Context, abs, name string, app *appState) (
 		return nil, fmt.Errorf("add %s: %w", abs, err)
 	}
 	r.sched.notify(d)
+	r.enforcePinBudget()
 	return d, nil
+}
+
+// enforcePinBudget unpins the least recently written idle databases while
+// more than Options.MaxPinned are pinned. It never waits for a database
+// that is busy.
+func (r *Replicator) enforcePinBudget() {
+	over := r.pinned.Load() - int64(r.opts.MaxPinned)
+	if over <= 0 {
+		return
+	}
+	dbs := r.DBs()
+	slices.SortFunc(dbs, func(a, b *DB) int { return a.lastActiveAt().Compare(b.lastActiveAt()) })
+	for _, d := range dbs {
+		if over <= 0 {
+			return
+		}
+		if r.sched.busy(d) || !d.mu.tryLock() {
+			continue
+		}
+		if d.pin.held() && d.app == nil && len(d.pending) == 0 {
+			d.unpin()
+			over--
+		}
+		d.mu.unlock()
+	}
 }
 
 func (r *Replicator) remove(d *DB) {

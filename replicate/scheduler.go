@@ -92,6 +92,13 @@ func (s *scheduler) wake() {
 	}
 }
 
+// busy reports whether d is being synced or waiting to be.
+func (s *scheduler) busy(d *DB) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return d.sched.running || d.sched.waiting
+}
+
 // running reports whether run is active.
 func (s *scheduler) running() bool {
 	s.mu.Lock()
@@ -182,6 +189,7 @@ func (s *scheduler) worker(ctx context.Context) {
 			if s.done(d, d.sync(ctx)) {
 				d.r.forget(d)
 			}
+			d.r.enforcePinBudget()
 		}
 	}
 }

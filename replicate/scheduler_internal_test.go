@@ -117,3 +117,47 @@ func TestIdleDatabasesCostNothing(t *testing.T) {
 		t.Fatalf("lists while idle: %d", got-lists)
 	}
 }
+
+// TestPinBudget: with room for two pins, six databases are all replicated
+// exactly; the others are watched unpinned and pinned again when written,
+// and the number of pins stays within the budget once syncs settle.
+func TestPinBudget(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	r := New(store, Options{SyncInterval: 0, MaxPinned: 2})
+	dir := t.TempDir()
+	var paths []string
+	for i := range 6 {
+		p := filepath.Join(dir, fmt.Sprintf("%d.db", i))
+		runSQLite(t, p, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER, v BLOB);")
+		if _, err := r.Add(ctx, p, ""); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	if got := r.pinned.Load(); got > 2 {
+		t.Fatalf("%d pinned after Add, budget 2", got)
+	}
+	stop := runReplicator(t, r)
+	for round := range 4 {
+		for i, p := range paths {
+			runSQLite(t, p, fmt.Sprintf("INSERT INTO t VALUES (%d, randomblob(%d)); PRAGMA busy_timeout=20; PRAGMA wal_checkpoint(TRUNCATE);", round, 100*i+50))
+		}
+		if err := r.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		name, _ := NameFromPath(p)
+		out := filepath.Join(t.TempDir(), "out.db")
+		if _, err := Restore(ctx, store, name, out, RestoreOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := runSQLite(t, out, ".dump"), runSQLite(t, p, ".dump"); got != want {
+			t.Fatalf("%s: restore differs from the source", name)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -45,12 +46,26 @@ func (d *DB) snapshotOnce(ctx context.Context, reason string) error {
 		}
 	}
 	readAt := time.Now()
-	db := d.dbReader()
+	file := d.pin.db
+	var before fileStamp
+	if file == nil {
+		// Unpinned: no application has the WAL-index open, so nothing
+		// writes the database; a stamp taken before and after proves it.
+		var err error
+		if before, err = stampOf(d.path); err != nil {
+			return err
+		}
+		if file, err = os.Open(d.path); err != nil {
+			return err
+		}
+		defer file.Close()
+	}
+	db := d.dbReader(file)
 	dh, err := readDBHeader(db)
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
-	fi, err := d.pin.db.Stat()
+	fi, err := file.Stat()
 	if err != nil {
 		return err
 	}
@@ -73,6 +88,11 @@ func (d *DB) snapshotOnce(ctx context.Context, reason string) error {
 	commit, err := encodeSnapshot(sp, db, fi.Size(), dh, scan, txid, ts, d.storePage)
 	if err == nil && wal != nil && !wal.holds(scan) {
 		err = errWALChanged
+	}
+	if err == nil && before != (fileStamp{}) {
+		if after, serr := stampOf(d.path); serr != nil || after != before {
+			err = errWALChanged
+		}
 	}
 	if err != nil {
 		seg.close()
@@ -98,6 +118,9 @@ func (d *DB) snapshotOnce(ctx context.Context, reason string) error {
 		d.pos, d.newGenOK = scan.end, d.pin.slot == 0
 	default:
 		d.pos, d.newGenOK = WALPos{}, true
+	}
+	if before != (fileStamp{}) && d.newGenOK {
+		d.stamp = before // unpinned: the next generation must not be preceded by a checkpoint
 	}
 	d.snapAt, d.snapReason = time.Now(), ""
 	d.logger().Info("snapshot", "reason", reason, "txid", txid.String(), "pages", commit, "bytes", sp.Size())

@@ -16,8 +16,8 @@ type globals struct {
 	logLevel   string
 	logFormat  string
 	cpuProfile string
-	stdout    io.Writer
-	stderr    io.Writer
+	stdout     io.Writer
+	stderr     io.Writer
 }
 
 // logger returns the logger selected by the global flags, writing to stderr.

@@ -1,0 +1,98 @@
+package bench
+
+import (
+	"image/png"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct{ method, target, want string }{
+		{"PUT", "/bucket/p/db.db/0000/0000000000000001-0000000000000001.ltx", ReqPut},
+		{"GET", "/bucket/p/db.db/0000/0000000000000001-0000000000000001.ltx", ReqGet},
+		{"GET", "/bucket?list-type=2&prefix=p%2F", ReqList},
+		{"GET", "/bucket/?prefix=p", ReqList},
+		{"GET", "/bucket", ReqList},
+		{"HEAD", "/bucket/key", ReqHead},
+		{"HEAD", "/bucket", ReqHead},
+		{"DELETE", "/bucket/key", ReqDelete},
+		{"POST", "/bucket?delete", ReqPost},
+		{"PATCH", "/bucket/key", ReqOther},
+	} {
+		if got := classify(httptest.NewRequest(tc.method, tc.target, nil)); got != tc.want {
+			t.Errorf("%s %s = %s, want %s", tc.method, tc.target, got, tc.want)
+		}
+	}
+}
+
+func TestForRun(t *testing.T) {
+	t.Run("S3", func(t *testing.T) {
+		tg, err := newTargets(Config{Target: "s3://b/base?endpoint=http://127.0.0.1:9&region=r1&path-style=true"}, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tg.Close()
+		rt := tg.forRun("litestream-one-process-n5")
+		if !strings.Contains(rt.walsync, "endpoint="+strings.ReplaceAll(strings.ReplaceAll(tg.proxy.url, ":", "%3A"), "/", "%2F")) {
+			t.Errorf("walsync URL %s does not go through the proxy %s", rt.walsync, tg.proxy.url)
+		}
+		if strings.Contains(rt.direct, "127.0.0.1%3A9") == false {
+			t.Errorf("direct URL %s is not the endpoint's", rt.direct)
+		}
+		got := rt.litestream("db000001.db")
+		if !strings.HasPrefix(got, "s3://b/base/bench-") || !strings.Contains(got, "/litestream-one-process-n5/db000001.db?") ||
+			!strings.Contains(got, "forcePathStyle=true") || !strings.Contains(got, "region=r1") {
+			t.Errorf("litestream URL = %s", got)
+		}
+	})
+	t.Run("File", func(t *testing.T) {
+		dir := t.TempDir()
+		tg, err := newTargets(Config{}, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt := tg.forRun("walsync-one-process-n1")
+		if got, want := rt.walsync, "file://"+filepath.Join(dir, "target", "walsync-one-process-n1"); got != want {
+			t.Errorf("walsync URL = %s, want %s", got, want)
+		}
+		if got, want := rt.count.unit(), "objects"; got != want {
+			t.Errorf("unit = %s, want %s", got, want)
+		}
+	})
+}
+
+func TestWritePlot(t *testing.T) {
+	var rows []Row
+	for _, n := range []int{1, 5, 10, 20, 100, 1000, 10000} {
+		rows = append(rows, Row{Tool: ToolWalsync, Mode: ModeOneProcess, DBs: n, RSSAvgKB: int64(16000 + 5*n)})
+		if n <= 100 {
+			rows = append(rows,
+				Row{Tool: ToolLitestream, Mode: ModeProcessPerDB, DBs: n, RSSAvgKB: int64(53000 * n)},
+				Row{Tool: ToolLitestream, Mode: ModeOneProcess, DBs: n, RSSAvgKB: int64(52000 + 900*n)})
+		}
+	}
+	rows = append(rows, Row{Tool: ToolLitestream, Mode: ModeOneProcess, DBs: 10000, Error: "crashed"})
+	path := filepath.Join(t.TempDir(), "rss.png")
+	if err := WritePlot(path, rows); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := img.Bounds().Dx(), plotW; got != want {
+		t.Errorf("width = %d, want %d", got, want)
+	}
+	if out := os.Getenv("BENCH_PLOT_OUT"); out != "" {
+		b, _ := os.ReadFile(path)
+		os.WriteFile(out, b, 0o644)
+	}
+}

@@ -1,0 +1,136 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Request types counted by the proxy, as S3 sees them.
+const (
+	ReqPut    = "PUT"
+	ReqGet    = "GET"
+	ReqHead   = "HEAD"
+	ReqList   = "LIST"
+	ReqDelete = "DELETE"
+	ReqPost   = "POST"
+	ReqOther  = "OTHER"
+)
+
+var reqTypes = []string{ReqPut, ReqGet, ReqHead, ReqList, ReqDelete, ReqPost, ReqOther}
+
+// countingProxy is a reverse proxy in front of an S3 endpoint that counts
+// requests by type. It keeps the incoming Host header, which SigV4 signs,
+// so the server still verifies the clients' signatures.
+type countingProxy struct {
+	url    string // http://127.0.0.1:port
+	srv    *http.Server
+	done   chan struct{}
+	counts map[string]*atomic.Int64
+}
+
+// startProxy listens on 127.0.0.1 and forwards every request to endpoint.
+func startProxy(endpoint string) (*countingProxy, error) {
+	up, err := url.Parse(endpoint)
+	if err != nil || (up.Scheme != "http" && up.Scheme != "https") || up.Host == "" {
+		return nil, fmt.Errorf("proxy: endpoint %q: want http(s)://host[:port]", endpoint)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	p := &countingProxy{url: "http://" + ln.Addr().String(), done: make(chan struct{}), counts: map[string]*atomic.Int64{}}
+	for _, t := range reqTypes {
+		p.counts[t] = new(atomic.Int64)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil // straight to the endpoint, whatever HTTP_PROXY says
+	tr.MaxIdleConnsPerHost = 64
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(up)
+			r.Out.Host = r.In.Host // SigV4 signs Host: keep the one the client signed
+		},
+		Transport: tr,
+		// A client that gives up (a tool stopped mid-request) is not news.
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	p.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p.counts[classify(r)].Add(1)
+			rp.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: time.Minute,
+	}
+	go func() {
+		defer close(p.done)
+		if err := p.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return
+		}
+	}()
+	return p, nil
+}
+
+// snapshot returns the requests counted so far, by type.
+func (p *countingProxy) snapshot() map[string]int64 {
+	out := make(map[string]int64, len(p.counts))
+	for t, c := range p.counts {
+		out[t] = c.Load()
+	}
+	return out
+}
+
+// Close stops the proxy.
+func (p *countingProxy) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := p.srv.Shutdown(ctx)
+	<-p.done
+	return err
+}
+
+// classify returns the request type of an S3 request in path style
+// (/bucket/key): a GET on a bucket, or with list-type or prefix, lists.
+func classify(r *http.Request) string {
+	switch r.Method {
+	case http.MethodPut:
+		return ReqPut
+	case http.MethodHead:
+		return ReqHead
+	case http.MethodDelete:
+		return ReqDelete
+	case http.MethodPost:
+		return ReqPost
+	case http.MethodGet:
+		q := r.URL.Query()
+		key := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/"), "/", 2)
+		if q.Has("list-type") || q.Has("prefix") || len(key) < 2 || key[1] == "" {
+			return ReqList
+		}
+		return ReqGet
+	}
+	return ReqOther
+}
+
+// proxyCounter counts requests through a shared proxy.
+type proxyCounter struct{ p *countingProxy }
+
+func (c proxyCounter) unit() string { return "requests" }
+
+func (c proxyCounter) snapshot(context.Context) (map[string]int64, error) { return c.p.snapshot(), nil }
+
+// counter reports, by type, how many requests (or objects) a tool has
+// caused so far; the bench takes the difference over the window.
+type counter interface {
+	unit() string // "requests" or "objects"
+	snapshot(ctx context.Context) (map[string]int64, error)
+}
