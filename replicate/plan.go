@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -26,23 +27,37 @@ var (
 const maxLevel = SnapshotLevel
 
 // listLTXFiles lists every LTX file of a database, all levels, ordered by
-// level then TXID. Keys that are not well-formed LTX names are ignored.
+// level then TXID, with one LIST. Keys that are not well-formed LTX names of
+// this database (other databases whose names extend this one's included)
+// are ignored.
 func listLTXFiles(ctx context.Context, store Storage, name string) ([]ltxFile, error) {
 	var files []ltxFile
-	for level := 0; level <= maxLevel; level++ {
-		prefix := levelPrefix(name, level)
-		for obj, err := range store.List(ctx, prefix, "") {
-			if err != nil {
-				return nil, fmt.Errorf("list %s: %w", prefix, err)
-			}
-			f, err := parseLTXKey(prefix, obj.Key, level)
-			if err != nil || (level == SnapshotLevel && f.minTXID != 1) {
-				continue
-			}
-			f.size = obj.Size
-			files = append(files, f)
+	prefix := name + "/"
+	for obj, err := range store.List(ctx, prefix, "") {
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", prefix, err)
 		}
+		rest := obj.Key[len(prefix):]
+		if len(rest) < 5 || rest[4] != '/' {
+			continue
+		}
+		level, err := strconv.ParseUint(rest[:4], 16, 8)
+		if err != nil || level > maxLevel {
+			continue
+		}
+		f, err := parseLTXKey(obj.Key[:len(prefix)+5], obj.Key, int(level))
+		if err != nil || (level == SnapshotLevel && f.minTXID != 1) {
+			continue
+		}
+		f.size = obj.Size
+		files = append(files, f)
 	}
+	slices.SortFunc(files, func(a, b ltxFile) int {
+		if c := cmp.Compare(a.level, b.level); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.minTXID, b.minTXID)
+	})
 	return files, nil
 }
 
