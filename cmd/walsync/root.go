@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strings"
 
@@ -16,6 +17,7 @@ type globals struct {
 	logLevel   string
 	logFormat  string
 	cpuProfile string
+	memStats   bool
 	stdout     io.Writer
 	stderr     io.Writer
 }
@@ -52,6 +54,8 @@ to the latest state or to a point in time.`,
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&g.cpuProfile, "cpu-profile", "", "write a CPU profile to this file (for debugging)")
 	root.PersistentFlags().MarkHidden("cpu-profile")
+	root.PersistentFlags().BoolVar(&g.memStats, "mem-stats", false, "print the Go runtime's memory classes on exit (for debugging)")
+	root.PersistentFlags().MarkHidden("mem-stats")
 	var stopProfile func()
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if g.cpuProfile == "" {
@@ -72,6 +76,9 @@ to the latest state or to a point in time.`,
 		if stopProfile != nil {
 			stopProfile()
 		}
+		if g.memStats {
+			printMemoryClasses(g.stderr)
+		}
 	}
 	root.AddCommand(
 		newWatchCmd(g),
@@ -83,6 +90,21 @@ to the latest state or to a point in time.`,
 		newBenchWriterCmd(g),
 	)
 	return root
+}
+
+// printMemoryClasses prints where the Go runtime's memory goes, from
+// runtime/metrics' /memory/classes/ figures.
+func printMemoryClasses(w io.Writer) {
+	var samples []metrics.Sample
+	for _, d := range metrics.All() {
+		if strings.HasPrefix(d.Name, "/memory/classes/") && d.Kind == metrics.KindUint64 {
+			samples = append(samples, metrics.Sample{Name: d.Name})
+		}
+	}
+	metrics.Read(samples)
+	for _, s := range samples {
+		fmt.Fprintf(w, "%-50s %8d KiB\n", s.Name, s.Value.Uint64()>>10)
+	}
 }
 
 // oneLine flattens an error message to one line.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/walsync/walsync/internal/memtrim"
 	"github.com/walsync/walsync/replicate"
 )
 
@@ -23,6 +25,7 @@ type watchOptions struct {
 	checkpointFrames int
 	concurrency      int
 	spoolDir         string
+	keepCodePages    bool
 }
 
 func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
@@ -35,6 +38,8 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.checkpointFrames, "checkpoint-frames", replicate.DefaultCheckpointFrames, "restart the WAL once it holds this many replicated frames")
 	f.IntVar(&o.concurrency, "concurrency", replicate.DefaultConcurrency, "databases uploaded at the same time")
 	f.StringVar(&o.spoolDir, "spool-dir", "", "directory for segments too large to keep in memory (default: the system temp dir)")
+	f.BoolVar(&o.keepCodePages, "keep-code-pages", false, "do not release start-up code pages after the first sync (for measurements)")
+	f.MarkHidden("keep-code-pages")
 }
 
 func (o *watchOptions) validate(args []string) error {
@@ -106,9 +111,49 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 		}
 	}
 	log.Info("watching", "databases", len(r.DBs()), "target", redactURL(o.target))
-	if err := r.Run(ctx); err != nil {
+	trimCtx, stopTrim := context.WithCancel(ctx)
+	trimmed := make(chan struct{})
+	go func() {
+		defer close(trimmed)
+		if !o.keepCodePages {
+			releaseStartupPages(trimCtx, r, log)
+		}
+	}()
+	err = r.Run(ctx)
+	stopTrim()
+	<-trimmed
+	if err != nil {
 		return err
 	}
 	log.Info("stopped", "stats", fmt.Sprintf("%+v", r.Stats()))
 	return nil
 }
+
+// releaseStartupPages waits until the databases found at start-up are
+// replicated, then gives back the executable's pages that only start-up
+// touched (see internal/memtrim). It costs one madvise call; whatever runs
+// later faults its pages back in from the page cache.
+func releaseStartupPages(ctx context.Context, r *replicate.Replicator, log *slog.Logger) {
+	select {
+	case <-time.After(startupSettle):
+	case <-ctx.Done():
+		return
+	}
+	// A failed Sync is the scheduler's to report and retry; start-up is
+	// over either way.
+	_ = r.Sync(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	st, err := memtrim.ReleaseCode()
+	if err != nil {
+		log.Warn("release start-up code pages", "err", err)
+		return
+	}
+	log.Debug("released start-up code pages", "mappings", st.Mappings, "resident_bytes", st.Resident)
+}
+
+// startupSettle is how long watch waits after start before its start-up
+// Sync: long enough for the scheduler to be running and the first inotify
+// events to be consumed.
+const startupSettle = 5 * time.Second

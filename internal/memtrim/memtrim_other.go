@@ -1,0 +1,6 @@
+//go:build !linux
+
+package memtrim
+
+// ReleaseCode does nothing outside Linux.
+func ReleaseCode() (Stats, error) { return Stats{}, nil }
