@@ -145,17 +145,17 @@ func (d *DB) openLocked(ctx context.Context) error {
 	return nil
 }
 
-// pinWAL joins the WAL-index and takes a read-mark slot. If no connection
-// has the WAL-index open, a short-lived SQLite connection opens it first,
-// unless the pin budget (Options.MaxPinned) is spent: then the descriptors
-// are released and the next write (reported by inotify) pins it.
+// pinWAL joins the WAL-index and takes a read-mark slot; if no connection
+// has the WAL-index open, a short-lived SQLite connection opens it first.
+// Unless force is set, a spent pin budget (Options.MaxPinned) releases the
+// descriptors instead: the next write (reported by inotify) pins it.
 func (d *DB) pinWAL(ctx context.Context, force bool) error {
+	if !force && d.r.pinned.Load() >= int64(d.r.opts.MaxPinned) {
+		d.pin.close()
+		return nil
+	}
 	err := d.pin.lockSHM(d.shmPath)
 	if errors.Is(err, errNoSharedMemory) {
-		if !force && d.r.pinned.Load() >= int64(d.r.opts.MaxPinned) {
-			d.pin.close()
-			return nil
-		}
 		err = withReadTxn(ctx, d.path, func() error { return d.pin.lockSHM(d.shmPath) })
 	}
 	if err != nil {
@@ -164,7 +164,7 @@ func (d *DB) pinWAL(ctx context.Context, force bool) error {
 	if err := retryBusy(ctx, d.pin.lockSlot); err != nil {
 		return fmt.Errorf("pin wal: %w", err)
 	}
-	d.r.pinned.Add(1)
+	d.r.notePinned()
 	return nil
 }
 
@@ -183,8 +183,10 @@ func (d *DB) repinIfNeeded(ctx context.Context) error {
 		return err
 	}
 	// A write woke it: pin it even over budget; the budget then unpins the
-	// least recently written database instead.
-	if err := d.pinWAL(ctx, true); err != nil {
+	// least recently written database instead. A sync that finds nothing
+	// written (start-up, a Sync of every database) stays within the budget,
+	// or a flush of thousands of idle databases would pin them all at once.
+	if err := d.pinWAL(ctx, d.walMoved()); err != nil {
 		d.pin.close()
 		return err
 	}
@@ -192,6 +194,14 @@ func (d *DB) repinIfNeeded(ctx context.Context) error {
 		d.checkStamp("database changed before walsync could pin its WAL")
 	}
 	return nil
+}
+
+// walMoved reports whether the WAL file's size differs from the replicated
+// position: something was written (or the WAL truncated) since the last
+// capture.
+func (d *DB) walMoved() bool {
+	fi, err := os.Stat(d.walPath)
+	return err == nil && fi.Size() != d.pos.Offset
 }
 
 // checkStamp compares the database file with the recorded stamp, if any.
@@ -259,7 +269,7 @@ func (d *DB) sync(ctx context.Context) error {
 		return err
 	}
 	defer d.upMu.unlock()
-	start := time.Now()
+	st := syncState{start: time.Now()}
 	for {
 		if err := d.uploadPending(ctx); err != nil {
 			return err
@@ -270,7 +280,7 @@ func (d *DB) sync(ctx context.Context) error {
 		if err := d.resume(ctx); err != nil {
 			return err
 		}
-		more, err := d.step(ctx, start)
+		more, err := d.step(ctx, &st)
 		if err != nil {
 			return err
 		}
@@ -280,12 +290,24 @@ func (d *DB) sync(ctx context.Context) error {
 	}
 }
 
+// syncState is what one sync of a database has done so far.
+type syncState struct {
+	start    time.Time // when the sync started
+	captured bool      // it captured everything committed before some point
+}
+
 // step does the next piece of local work and reports whether it captured
 // something (the caller uploads it and calls step again): open the
 // database, take a snapshot if needed, capture one segment, take a scheduled
-// snapshot (at most one per sync, which started at start), or, once
-// everything is uploaded, checkpoint.
-func (d *DB) step(ctx context.Context, start time.Time) (more bool, err error) {
+// snapshot (at most one per sync), or, once everything is uploaded,
+// checkpoint.
+//
+// A sync captures the WAL once (more often only when MaxSegmentBytes cut a
+// capture short): transactions committed while its segment was uploading
+// woke the inotify watch and go into the next sync, one sync interval
+// later, so a busy database costs one segment per interval, not one per
+// upload round trip.
+func (d *DB) step(ctx context.Context, st *syncState) (more bool, err error) {
 	if err := d.mu.lock(ctx); err != nil {
 		return false, err
 	}
@@ -307,18 +329,24 @@ func (d *DB) step(ctx context.Context, start time.Time) (more bool, err error) {
 	if d.snapReason != "" {
 		return true, d.snapshot(ctx, d.snapReason)
 	}
-	attempt := time.Now()
-	captured, err := d.capture(attempt)
-	if err != nil || captured {
-		return captured, err
-	}
-	if d.snapReason == "" && len(d.pending) == 0 {
-		d.markDurable(attempt) // nothing new: all committed before attempt is uploaded
+	if !st.captured {
+		attempt := time.Now()
+		captured, whole, err := d.capture(attempt)
+		if err != nil {
+			return false, err
+		}
+		if captured {
+			st.captured = whole
+			return true, nil
+		}
+		if d.snapReason == "" && len(d.pending) == 0 {
+			d.markDurable(attempt) // nothing new: all committed before attempt is uploaded
+		}
 	}
 	if d.snapReason != "" { // capture found a discontinuity
 		return true, d.snapshot(ctx, d.snapReason)
 	}
-	if time.Since(d.snapAt) >= d.r.opts.SnapshotInterval && d.snapAt.Before(start) {
+	if time.Since(d.snapAt) >= d.r.opts.SnapshotInterval && d.snapAt.Before(st.start) {
 		return true, d.snapshot(ctx, "scheduled")
 	}
 	return false, d.maybeCheckpoint(ctx)
@@ -359,17 +387,18 @@ func (d *DB) discontinuity(reason string) {
 
 // capture reads the WAL transactions committed after the replicated
 // position (at most MaxSegmentBytes of them) into one pending segment. It
-// reports whether it captured anything.
-func (d *DB) capture(readAt time.Time) (captured bool, err error) {
+// reports whether it captured anything and, if so, whether that is every
+// transaction committed before readAt (false: MaxSegmentBytes cut it short).
+func (d *DB) capture(readAt time.Time) (captured, whole bool, err error) {
 	wal, err := d.openWAL()
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if wal == nil {
 		if !d.newGenOK && (d.app == nil || !d.app.closed) {
 			d.discontinuity("WAL deleted, truncated or rewritten by another process")
 		}
-		return false, nil
+		return false, false, nil
 	}
 	defer wal.f.Close()
 	hdr := wal.hdr
@@ -379,49 +408,51 @@ func (d *DB) capture(readAt time.Time) (captured bool, err error) {
 		if !d.pin.held() && d.app == nil {
 			d.checkStamp("database changed while walsync did not pin its WAL")
 			if d.snapReason != "" {
-				return false, nil
+				return false, false, nil
 			}
 		}
 		d.pos, d.newGenOK = hdr.start(), false
 		if err := d.repin(); err != nil {
-			return false, err
+			return false, false, err
 		}
 	case d.app != nil && d.app.nextIs(hdr):
 		d.pos, d.app.next, d.app.closed = hdr.start(), nil, false
 	default:
 		d.discontinuity(fmt.Sprintf("WAL restarted by another process (salt %08x-%08x, expected %08x-%08x)",
 			hdr.Salt1, hdr.Salt2, d.pos.Salt1, d.pos.Salt2))
-		return false, nil
+		return false, false, nil
 	}
 	if wal.size < d.pos.Offset {
 		d.discontinuity("WAL truncated below the replicated position")
-		return false, nil
+		return false, false, nil
 	}
 	scan, err := scanWAL(wal.r, hdr, d.pos, d.r.opts.MaxSegmentBytes, d.maxFrame(hdr))
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if scan.empty() {
-		return false, nil
+		return false, false, nil
 	}
 	seg, err := d.newSegment(scan)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if !wal.holds(scan) {
 		// Restarted or truncated while the pages were read (possible
 		// between an in-app gate and the reset it guards): read again.
 		seg.close()
 		d.r.sched.notify(d)
-		return false, nil
+		return false, false, nil
 	}
 	// Captured: the segment is retried byte for byte until it is durable,
 	// so a PUT that timed out but was stored is recognised, not rewritten.
-	seg.readAt = readAt
+	if !scan.full {
+		seg.readAt = readAt // else not every commit before readAt is in it
+	}
 	d.lastActive = readAt
 	d.pending = append(d.pending, seg)
 	d.txid, d.pos, d.lastTS = seg.maxTXID, scan.end, seg.ts.UnixMilli()
-	return true, nil
+	return true, !scan.full, nil
 }
 
 // maxFrame returns the WAL-index's last commit frame if it describes the

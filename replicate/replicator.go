@@ -116,6 +116,7 @@ type Stats struct {
 	Checkpoints int64 // WAL restarts done by walsync
 	Bytes       int64 // bytes uploaded
 	Errors      int64 // failed sync attempts (retried)
+	PinnedPeak  int64 // most watched databases pinned at once (two descriptors each)
 }
 
 type stats struct {
@@ -145,7 +146,8 @@ type Replicator struct {
 	byPath map[string]*DB // +checklocks:mu
 	byName map[string]*DB // +checklocks:mu
 
-	pinned atomic.Int64 // watched databases holding a pin
+	pinned     atomic.Int64 // watched databases holding a pin
+	pinnedPeak atomic.Int64 // most pinned at once
 }
 
 // New returns a Replicator that uploads into store.
@@ -330,5 +332,17 @@ func (r *Replicator) Stats() Stats {
 		Checkpoints: r.stats.checkpoints.Load(),
 		Bytes:       r.stats.bytes.Load(),
 		Errors:      r.stats.errors.Load(),
+		PinnedPeak:  r.pinnedPeak.Load(),
+	}
+}
+
+// notePinned counts one more pinned database.
+func (r *Replicator) notePinned() {
+	n := r.pinned.Add(1)
+	for {
+		peak := r.pinnedPeak.Load()
+		if n <= peak || r.pinnedPeak.CompareAndSwap(peak, n) {
+			return
+		}
 	}
 }

@@ -23,6 +23,7 @@ type walScan struct {
 	commit uint32    // database size in pages after the last commit
 	txns   int       // number of commit frames seen
 	pages  []pageRef // newest frame per page, sorted by pgno, pgno <= commit
+	full   bool      // stopped at maxBytes: more committed frames may follow
 }
 
 // bytes returns the number of WAL bytes covered by the scan.
@@ -71,6 +72,7 @@ func scanWAL(r io.ReaderAt, hdr WALHeader, pos WALPos, maxBytes int64, maxFrame 
 		s.commit = f.Commit
 		s.end = rd.Pos()
 		if maxBytes > 0 && s.bytes() >= maxBytes {
+			s.full = true
 			break
 		}
 	}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ncruces/go-sqlite3"
 )
 
 // runReplicator starts r.Run and returns a func that stops it and returns
@@ -181,5 +184,111 @@ func TestPinBudget(t *testing.T) {
 		if got, want := runSQLite(t, out, ".dump"), runSQLite(t, p, ".dump"); got != want {
 			t.Fatalf("%s: restore differs from the source", name)
 		}
+	}
+}
+
+// putHookStore runs hook (once armed) inside a Put, while the sync that
+// called it is uploading.
+type putHookStore struct {
+	*memStore
+	mu   sync.Mutex
+	hook func()
+}
+
+func (s *putHookStore) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
+	s.mu.Lock()
+	hook := s.hook
+	s.hook = nil
+	s.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return s.memStore.Put(ctx, key, r, size, meta)
+}
+
+// TestOneSegmentPerSync: a transaction committed while a sync uploads its
+// segment goes into the next sync, not into a second segment of the same
+// one (a busy database costs one segment per sync interval).
+func TestOneSegmentPerSync(t *testing.T) {
+	ctx := context.Background()
+	store := &putHookStore{memStore: newMemStore()}
+	r := New(store, Options{SyncInterval: time.Hour})
+	p := filepath.Join(t.TempDir(), "busy.db")
+	app, err := sqlite3.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	if err := app.Exec("PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Add(ctx, p, ""); err != nil {
+		t.Fatal(err)
+	}
+	stop := runReplicator(t, r)
+	if err := r.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := r.Stats().Segments
+	if err := app.Exec("INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	var hookErr error
+	store.mu.Lock()
+	store.hook = func() { hookErr = app.Exec("INSERT INTO t VALUES (2)") }
+	store.mu.Unlock()
+	if err := r.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if hookErr != nil {
+		t.Fatal(hookErr)
+	}
+	if got := r.Stats().Segments - before; got != 1 {
+		t.Fatalf("one sync uploaded %d segments, want 1", got)
+	}
+	if err := r.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Stats().Segments - before; got != 2 {
+		t.Fatalf("two syncs uploaded %d segments, want 2", got)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.db")
+	name, _ := NameFromPath(p)
+	if _, err := Restore(ctx, store, name, out, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := runSQLite(t, out, "SELECT group_concat(n) FROM t;"); got != "1,2\n" {
+		t.Fatalf("restored rows %q, want 1,2", got)
+	}
+}
+
+// TestPinBudgetIdleSync: a Sync of many idle, unpinned databases (start-up,
+// shutdown) pins none of them beyond the budget: each sync would otherwise
+// pin its database while the others wait, and run out of descriptors.
+func TestPinBudgetIdleSync(t *testing.T) {
+	ctx := context.Background()
+	r := New(newMemStore(), Options{SyncInterval: 0, MaxPinned: 2})
+	dir := t.TempDir()
+	for i := range 6 {
+		p := filepath.Join(dir, fmt.Sprintf("%d.db", i))
+		runSQLite(t, p, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER);")
+		if _, err := r.Add(ctx, p, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := runReplicator(t, r)
+	for range 3 {
+		if err := r.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Stats().PinnedPeak; got > 2 {
+		t.Fatalf("%d databases pinned at once, budget 2", got)
 	}
 }
