@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -81,6 +83,13 @@ SIGTERM it uploads what is committed and exits 0.`,
 func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) error {
 	if err := o.validate(args); err != nil {
 		return err
+	}
+	// One P unless the user chose: watch is I/O-bound (blocking file I/O
+	// and network waits do not hold a P), and each P keeps its own cache
+	// of partly used heap spans. Measured: 0.6-1.0 MiB less RSS, no more
+	// CPU (docs/decisions.md).
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
 	}
 	log, err := g.logger()
 	if err != nil {
