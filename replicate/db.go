@@ -483,7 +483,10 @@ func (d *DB) repin() error {
 func (d *DB) newSegment(scan *walScan) (*segment, error) {
 	txid := d.txid + 1
 	ts := d.nextTimestamp()
-	sp := newSpool(d.r.opts.SpoolDir)
+	sp, err := newSpoolFor(d.r.opts.SpoolDir, int64(len(scan.pages))*int64(scan.hdr.PageSize))
+	if err != nil {
+		return nil, fmt.Errorf("encode segment %s: %w", txid, err)
+	}
 	if err := encodeSegment(sp, scan, txid, ts, d.storePage); err != nil {
 		sp.Close()
 		return nil, fmt.Errorf("encode segment %s: %w", txid, err)

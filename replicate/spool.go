@@ -30,24 +30,26 @@ func newSpool(dir string) *spool {
 	return &spool{dir: dir, mem: b}
 }
 
+// newSpoolFor returns a spool for an object encoded from about hint bytes:
+// past spoolMemMax it starts in a file, so that a large segment does not
+// grow (and discard) a buffer in steps up to spoolMemMax first.
+func newSpoolFor(dir string, hint int64) (*spool, error) {
+	s := newSpool(dir)
+	if hint > spoolMemMax {
+		if err := s.spill(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
 // Write appends p, spilling to a temporary file past spoolMemMax.
 func (s *spool) Write(p []byte) (int, error) {
 	if s.f == nil && s.mem.Len()+len(p) > spoolMemMax {
-		f, err := os.CreateTemp(s.dir, ".walsync-spool-*")
-		if err != nil {
+		if err := s.spill(); err != nil {
 			return 0, err
 		}
-		// The file is only reachable through the descriptor.
-		if err := os.Remove(f.Name()); err != nil {
-			f.Close()
-			return 0, err
-		}
-		if _, err := f.Write(s.mem.Bytes()); err != nil {
-			f.Close()
-			return 0, err
-		}
-		s.f = f
-		s.release()
 	}
 	var n int
 	var err error
@@ -58,6 +60,26 @@ func (s *spool) Write(p []byte) (int, error) {
 	}
 	s.size += int64(n)
 	return n, err
+}
+
+// spill moves the content to an unlinked temporary file in s.dir.
+func (s *spool) spill() error {
+	f, err := os.CreateTemp(s.dir, ".walsync-spool-*")
+	if err != nil {
+		return err
+	}
+	// The file is only reachable through the descriptor.
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(s.mem.Bytes()); err != nil {
+		f.Close()
+		return err
+	}
+	s.f = f
+	s.release()
+	return nil
 }
 
 // Size returns the number of bytes written.
