@@ -86,8 +86,8 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 	}
 	// One P unless the user chose: watch is I/O-bound (blocking file I/O
 	// and network waits do not hold a P), and each P keeps its own cache
-	// of partly used heap spans. Measured: 0.6-1.0 MiB less RSS, no more
-	// CPU (docs/decisions.md).
+	// of partly used heap spans. Measured: less RSS and less CPU
+	// (docs/decisions.md).
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
