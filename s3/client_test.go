@@ -200,6 +200,40 @@ func TestClient_PutRetryAfterStored(t *testing.T) {
 	}
 }
 
+// TestClient_PutStoredThenReset: the first PUT is stored but its
+// connection is reset before the answer, and every later PUT is refused by
+// resetting the connection before the body is read (as a server answering
+// 412 early does). The client recognises its own object instead of failing.
+func TestClient_PutStoredThenReset(t *testing.T) {
+	c := newClient(t, "p")
+	var puts atomic.Int32
+	endpoint := proxy(t, c.endpoint, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method == http.MethodPut {
+			if puts.Add(1) == 1 {
+				next.ServeHTTP(httptest.NewRecorder(), r)
+			}
+			panic(http.ErrAbortHandler)
+		}
+		next.ServeHTTP(w, r)
+	})
+	put(t, clientVia(t, c, endpoint), "k", "content")
+	if got, want := puts.Load(), int32(1); got != want {
+		t.Fatalf("server saw %d PUTs, want %d", got, want)
+	}
+	// Not stored at all: the retry sends it again.
+	puts.Store(0)
+	endpoint = proxy(t, c.endpoint, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method == http.MethodPut && puts.Add(1) == 1 {
+			panic(http.ErrAbortHandler)
+		}
+		next.ServeHTTP(w, r)
+	})
+	put(t, clientVia(t, c, endpoint), "k3", "other")
+	if got, want := puts.Load(), int32(2); got != want {
+		t.Fatalf("server saw %d PUTs of a lost object, want %d", got, want)
+	}
+}
+
 func TestClient_PutCorruptedInTransit(t *testing.T) {
 	c := newClient(t, "p")
 	endpoint := proxy(t, c.endpoint, func(w http.ResponseWriter, r *http.Request, next http.Handler) {

@@ -59,7 +59,24 @@ func (c *Client) put(ctx context.Context, key string, r io.ReadSeeker, size int6
 	resp, err := c.do(ctx, &request{
 		method: http.MethodPut, key: c.key(key), header: h,
 		body: r, size: size, payload: hexSum,
+		// An attempt that failed on the network may have been stored (the
+		// answer was lost). The retry would then be refused, and a server
+		// that refuses before reading the body resets the connection, so
+		// the refusal can be lost too: look before sending it again.
+		settled: func(ctx context.Context) error {
+			err := c.sameContent(ctx, key, hexSum, size)
+			switch {
+			case err == nil:
+				return errSettled
+			case isNotFound(err):
+				return nil // not stored: send it again
+			}
+			return err
+		},
 	})
+	if errors.Is(err, errSettled) {
+		return nil
+	}
 	if err == nil {
 		discard(resp)
 		return nil
@@ -67,7 +84,11 @@ func (c *Client) put(ctx context.Context, key string, r io.ReadSeeker, size int6
 	var ae *apiError
 	if errors.As(err, &ae) && (ae.status == http.StatusPreconditionFailed ||
 		ae.code == "PreconditionFailed" || ae.code == "ConditionalRequestConflict") {
-		return c.sameContent(ctx, key, hexSum, size)
+		err := c.sameContent(ctx, key, hexSum, size)
+		if isNotFound(err) {
+			return errors.New("conditional put refused, but the object is gone (deleted concurrently?)")
+		}
+		return err
 	}
 	return err
 }
@@ -112,9 +133,6 @@ func hashContent(ctx context.Context, r io.ReadSeeker, size int64, sum *[sha256.
 // [replicate.ErrExists]. An object without "sha256" metadata is hashed.
 func (c *Client) sameContent(ctx context.Context, key, hexSum string, size int64) error {
 	info, err := c.head(ctx, key)
-	if isNotFound(err) {
-		return errors.New("conditional put refused, but the object is gone (deleted concurrently?)")
-	}
 	if err != nil {
 		return err
 	}

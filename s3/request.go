@@ -41,7 +41,16 @@ type request struct {
 	body    io.ReadSeeker
 	size    int64
 	payload string
+
+	// settled, if set, runs before a retry that follows a network error
+	// (the attempt may have taken effect, its answer lost): an error ends
+	// the request with it (errSettled: it took effect after all).
+	settled func(ctx context.Context) error
 }
+
+// errSettled ends a request whose earlier attempt is found to have taken
+// effect.
+var errSettled = errors.New("earlier attempt took effect")
 
 // url returns the URL of key, or of the bucket when key is "".
 func (c *Client) url(key, query string) *url.URL {
@@ -100,6 +109,12 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, error) {
 		}
 		if err := sleep(ctx, backoff(attempt)); err != nil {
 			return nil, err
+		}
+		var se *sendError
+		if r.settled != nil && errors.As(err, &se) {
+			if serr := r.settled(ctx); serr != nil {
+				return nil, serr
+			}
 		}
 	}
 }
