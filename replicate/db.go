@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -23,6 +24,8 @@ type DB struct {
 	shmPath string
 
 	sched schedState // guarded by scheduler.mu
+
+	urgentMark atomic.Int64 // WAL end at the last urgent sync request (NotifyWAL)
 
 	// upMu serialises syncs, so segments are uploaded in TXID order; mu
 	// guards the state below and is never held during network I/O, so

@@ -82,6 +82,29 @@ func (r *Replicator) AddInApp(ctx context.Context, path, name string, opts InApp
 // is synced once its sync interval has passed.
 func (d *DB) Notify() { d.r.sched.notify(d) }
 
+// NotifyWAL is Notify from a VFS that knows walEnd, the end of the last
+// frame written to the WAL. Each time another urgentWALBytes have been
+// written since the last such call, the database is synced at once instead
+// of at the end of its interval: what a WAL reset must capture and spool
+// on the application's path (DB.BeforeWALReset) then stays small.
+func (d *DB) NotifyWAL(walEnd int64) {
+	mark := d.urgentMark.Load()
+	if walEnd < mark { // a new generation
+		d.urgentMark.CompareAndSwap(mark, 0)
+		mark = 0
+	}
+	if walEnd-mark >= urgentWALBytes && d.urgentMark.CompareAndSwap(mark, walEnd) {
+		d.r.sched.notifyNow(d)
+		return
+	}
+	d.r.sched.notify(d)
+}
+
+// urgentWALBytes is how much WAL an in-process writer may add before its
+// database is synced without waiting for the interval (a quarter of
+// SQLite's default auto-checkpoint of 1,000 4 KiB pages).
+const urgentWALBytes = 1 << 20
+
 // BeforeWALReset is called by an in-process VFS, with SQLite's WAL locks
 // held, before SQLite resets, truncates or deletes the WAL. It writes every
 // committed frame of the outgoing generation that is not yet uploaded into

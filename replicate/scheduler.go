@@ -63,6 +63,13 @@ func (s *scheduler) notify(d *DB) {
 	s.enqueue(d, d.sched.last.Add(s.interval))
 }
 
+// notifyNow marks d as changed and due at once.
+func (s *scheduler) notifyNow(d *DB) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.enqueue(d, time.Now())
+}
+
 // enqueue schedules d no earlier than due. Caller holds s.mu.
 func (s *scheduler) enqueue(d *DB, due time.Time) {
 	st := &d.sched

@@ -292,3 +292,56 @@ func TestPinBudgetIdleSync(t *testing.T) {
 		t.Fatalf("%d databases pinned at once, budget 2", got)
 	}
 }
+
+// TestNotifyWALUrgent: a VFS that reports a megabyte of new WAL gets its
+// database synced at once, not at the end of a one-hour interval; a small
+// write waits for the interval.
+func TestNotifyWALUrgent(t *testing.T) {
+	ctx := context.Background()
+	r := New(newMemStore(), Options{SyncInterval: time.Hour})
+	p := filepath.Join(t.TempDir(), "big.db")
+	app, err := sqlite3.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	if err := app.Exec("PRAGMA journal_mode=WAL; CREATE TABLE t(v BLOB)"); err != nil {
+		t.Fatal(err)
+	}
+	d, err := r.Add(ctx, p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runReplicator(t, r)
+	defer stop()
+	if err := r.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	walSize := func() int64 {
+		fi, err := os.Stat(p + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	if err := app.Exec("INSERT INTO t VALUES (randomblob(1000))"); err != nil {
+		t.Fatal(err)
+	}
+	d.NotifyWAL(walSize())
+	r.sched.mu.Lock()
+	due := d.sched.due
+	r.sched.mu.Unlock()
+	if time.Until(due) < 30*time.Minute {
+		t.Fatalf("a small write is due in %v, want the interval", time.Until(due))
+	}
+	if err := app.Exec("INSERT INTO t VALUES (randomblob(1100000))"); err != nil {
+		t.Fatal(err)
+	}
+	committed := time.Now()
+	d.NotifyWAL(walSize())
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := d.WaitDurable(wctx, committed); err != nil {
+		t.Fatalf("a megabyte written is not synced at once: %v", err)
+	}
+}

@@ -90,8 +90,9 @@ type VFS struct {
 
 // dbEntry is one database opened through the VFS.
 type dbEntry struct {
-	db    atomic.Pointer[replicate.DB] // nil until registered with the replicator
-	codec *codec
+	db     atomic.Pointer[replicate.DB] // nil until registered with the replicator
+	codec  *codec
+	walEnd atomic.Int64 // end of the last WAL frame written (0 after a reset)
 }
 
 // Register registers a VFS under name that wraps opts.Base and replicates

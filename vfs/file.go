@@ -38,7 +38,7 @@ func (f *mainFile) WriteAt(p []byte, off int64) (int, error) {
 func (f *mainFile) CommitPhaseTwo() error {
 	err := vfsutil.WrapCommitPhaseTwo(f.File)
 	if db := f.entry.db.Load(); db != nil {
-		db.Notify()
+		db.NotifyWAL(f.entry.walEnd.Load())
 	}
 	return err
 }
@@ -92,8 +92,13 @@ func (f *walFile) WriteAt(p []byte, off int64) (int, error) {
 		if db := f.entry.db.Load(); db != nil {
 			db.BeforeWALReset(p)
 		}
+		f.entry.walEnd.Store(0)
 	}
-	return f.File.WriteAt(p, off)
+	n, err := f.File.WriteAt(p, off)
+	if end := off + int64(n); end > f.entry.walEnd.Load() {
+		f.entry.walEnd.Store(end) // SQLite's WAL write lock orders writers
+	}
+	return n, err
 }
 
 func (f *walFile) Truncate(size int64) error {
@@ -101,6 +106,7 @@ func (f *walFile) Truncate(size int64) error {
 		if db := f.entry.db.Load(); db != nil {
 			db.BeforeWALReset(nil)
 		}
+		f.entry.walEnd.Store(0)
 	}
 	return f.File.Truncate(size)
 }
