@@ -59,7 +59,7 @@ func (a *appState) nextIs(hdr WALHeader) bool {
 // the walsync VFS (package vfs), or returns it if it is already added. Its
 // WAL is protected by the VFS rather than by locks: before SQLite may
 // reset, truncate or delete the WAL, the VFS calls [DB.BeforeWALReset].
-// Commits are signalled with [DB.Notify]; frames written by other processes
+// Commits are signalled with [DB.NotifyWAL]; frames written by other processes
 // are still noticed through inotify.
 func (r *Replicator) AddInApp(ctx context.Context, path, name string, opts InAppOptions) (*DB, error) {
 	abs, err := filepath.Abs(path)
@@ -78,15 +78,13 @@ func (r *Replicator) AddInApp(ctx context.Context, path, name string, opts InApp
 	return r.add(ctx, abs, name, &appState{codec: opts.Codec, dir: abs + "-walsync"})
 }
 
-// Notify tells the replicator that a transaction committed; the database
-// is synced once its sync interval has passed.
-func (d *DB) Notify() { d.r.sched.notify(d) }
-
-// NotifyWAL is Notify from a VFS that knows walEnd, the end of the last
-// frame written to the WAL. Each time another urgentWALBytes have been
-// written since the last such call, the database is synced at once instead
-// of at the end of its interval: what a WAL reset must capture and spool
-// on the application's path (DB.BeforeWALReset) then stays small.
+// NotifyWAL tells the replicator that a transaction committed; the
+// database is synced once its sync interval has passed. walEnd is the end
+// of the last frame written to the WAL (0 if unknown): each time another
+// urgentWALBytes have been written since the last urgent sync, the
+// database is synced at once instead, so that what a WAL reset must
+// capture and spool on the application's path (DB.BeforeWALReset) stays
+// small.
 func (d *DB) NotifyWAL(walEnd int64) {
 	mark := d.urgentMark.Load()
 	if walEnd < mark { // a new generation

@@ -83,7 +83,10 @@ func (d *DB) snapshotOnce(ctx context.Context, reason string) error {
 
 	txid := d.txid + 1
 	ts := d.nextTimestamp()
-	sp := newSpool(d.r.opts.SpoolDir)
+	sp, err := newSpoolFor(d.r.opts.SpoolDir, fi.Size())
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
 	seg := &segment{level: SnapshotLevel, minTXID: 1, maxTXID: txid, ts: ts, data: sp, readAt: readAt}
 	commit, err := encodeSnapshot(sp, db, fi.Size(), dh, scan, txid, ts, d.storePage)
 	if err == nil && wal != nil && !wal.holds(scan) {
