@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"testing"
 	"time"
+
+	"github.com/walsync/walsync/internal/wal"
 )
 
 // Allocation budget of the upload path of one sync of a 1-frame
@@ -46,7 +48,7 @@ func raceEnabled() bool {
 func TestSmallSegmentAllocations(t *testing.T) {
 	ctx := context.Background()
 	w := benchWAL(1, 1, 1)
-	hdr, err := ParseWALHeader(w)
+	hdr, err := wal.ParseHeader(w)
 	if err != nil {
 		t.Fatal(err)
 	}

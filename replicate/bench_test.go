@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walsync/walsync/internal/wal"
+
 	"github.com/superfly/ltx"
 )
 
@@ -29,37 +31,20 @@ func benchPage(rng *rand.Rand, pageSize int) []byte {
 	return p
 }
 
-// frameWith appends a valid frame holding page to the WAL being built,
-// like walBuilder.frame but with arbitrary page content.
-func (b *walBuilder) frameWith(pgno, commit uint32, page []byte) *walBuilder {
-	f := make([]byte, WALFrameHeaderSize+len(page))
-	binary.BigEndian.PutUint32(f[0:], pgno)
-	binary.BigEndian.PutUint32(f[4:], commit)
-	binary.BigEndian.PutUint32(f[8:], b.salt1)
-	binary.BigEndian.PutUint32(f[12:], b.salt2)
-	copy(f[WALFrameHeaderSize:], page)
-	b.s1, b.s2 = walChecksum(b.bigEndian, b.s1, b.s2, f[:8])
-	b.s1, b.s2 = walChecksum(b.bigEndian, b.s1, b.s2, f[WALFrameHeaderSize:])
-	binary.BigEndian.PutUint32(f[16:], b.s1)
-	binary.BigEndian.PutUint32(f[20:], b.s2)
-	b.buf.Write(f)
-	return b
-}
-
 // benchWAL returns a WAL of frames frames in transactions of txnFrames
 // frames each, touching pages 1..pages in turn (so later transactions
 // rewrite earlier pages, as an append-heavy table does).
 func benchWAL(frames, txnFrames, pages int) []byte {
 	rng := rand.New(rand.NewChaCha8([32]byte{1}))
-	b := newWALBuilder(benchPageSize, false, 0x1234, 0x5678)
+	b := wal.NewBuilder(benchPageSize, false, 0x1234, 0x5678)
 	for i := range frames {
 		commit := uint32(0)
 		if (i+1)%txnFrames == 0 || i == frames-1 {
 			commit = uint32(pages)
 		}
-		b.frameWith(uint32(i%pages)+1, commit, benchPage(rng, benchPageSize))
+		b.FrameWith(uint32(i%pages)+1, commit, benchPage(rng, benchPageSize))
 	}
-	return b.bytes()
+	return b.Bytes()
 }
 
 // walSizes are the WALs the benchmarks run over: one small transaction
@@ -80,7 +65,7 @@ func BenchmarkWALReader(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(w)))
 			for b.Loop() {
-				rd, err := NewWALReader(bytes.NewReader(w))
+				rd, err := wal.NewReader(bytes.NewReader(w))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -109,16 +94,16 @@ func BenchmarkEncodeSegment(b *testing.B) {
 	for _, sz := range walSizes {
 		b.Run(sz.name, func(b *testing.B) {
 			w := benchWAL(sz.frames, sz.txnFrames, sz.pages)
-			hdr, err := ParseWALHeader(w)
+			hdr, err := wal.ParseHeader(w)
 			if err != nil {
 				b.Fatal(err)
 			}
 			r := bytes.NewReader(w)
 			var out bytes.Buffer
 			b.ReportAllocs()
-			b.SetBytes(int64(len(w) - WALHeaderSize))
+			b.SetBytes(int64(len(w) - wal.HeaderSize))
 			for b.Loop() {
-				scan, err := scanWAL(r, hdr, hdr.start(), 0, 0)
+				scan, err := scanWAL(r, hdr, hdr.Start(), 0, 0)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -141,11 +126,11 @@ func BenchmarkApplyFile(b *testing.B) {
 	for _, sz := range walSizes {
 		b.Run(sz.name, func(b *testing.B) {
 			w := benchWAL(sz.frames, sz.txnFrames, sz.pages)
-			hdr, err := ParseWALHeader(w)
+			hdr, err := wal.ParseHeader(w)
 			if err != nil {
 				b.Fatal(err)
 			}
-			scan, err := scanWAL(bytes.NewReader(w), hdr, hdr.start(), 0, 0)
+			scan, err := scanWAL(bytes.NewReader(w), hdr, hdr.Start(), 0, 0)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -182,8 +167,8 @@ func BenchmarkApplyFile(b *testing.B) {
 // encodeSmallSegment runs the upload path of one sync of a 1-frame
 // transaction: scan, encode into a spool, Put. It is shared by the
 // allocation budget test.
-func encodeSmallSegment(ctx context.Context, r io.ReaderAt, hdr WALHeader, store *memStore, key string, ts time.Time) error {
-	scan, err := scanWAL(r, hdr, hdr.start(), 0, 0)
+func encodeSmallSegment(ctx context.Context, r io.ReaderAt, hdr wal.Header, store *memStore, key string, ts time.Time) error {
+	scan, err := scanWAL(r, hdr, hdr.Start(), 0, 0)
 	if err != nil {
 		return err
 	}

@@ -8,10 +8,13 @@ import (
 	"os"
 	"sync"
 
+	"github.com/walsync/walsync/internal/wal"
+
+	"time"
+
 	"github.com/ncruces/go-sqlite3"
 	"github.com/ncruces/go-sqlite3/util/vfsutil"
 	"github.com/ncruces/go-sqlite3/vfs"
-	"time"
 )
 
 // maxWALFileBytes is the WAL file size above which walsync also truncates
@@ -50,7 +53,7 @@ func (d *DB) maybeCheckpoint(ctx context.Context) error {
 	if d.pos.IsZero() || d.newGenOK || len(d.pending) > 0 || d.pin.shm == nil {
 		return nil
 	}
-	frames := (d.pos.Offset - WALHeaderSize) / (WALFrameHeaderSize + int64(d.walPageSize()))
+	frames := (d.pos.Offset - wal.HeaderSize) / (wal.FrameHeaderSize + int64(d.walPageSize()))
 	limit := int64(d.r.opts.CheckpointFrames)
 	if frames < limit {
 		return nil
@@ -63,13 +66,13 @@ func (d *DB) maybeCheckpoint(ctx context.Context) error {
 		}
 	}
 	st, ok := d.pin.state()
-	if ok && d.pos.sameSalts(st) && st.nBackfill < st.mxFrame && frames >= 4*limit {
+	if ok && sameSalts(d.pos, st) && st.nBackfill < st.mxFrame && frames >= 4*limit {
 		if err := d.passiveCheckpoint(ctx); err != nil {
 			return err
 		}
 		st, ok = d.pin.state()
 	}
-	if !ok || !d.pos.sameSalts(st) || st.nBackfill < st.mxFrame {
+	if !ok || !sameSalts(d.pos, st) || st.nBackfill < st.mxFrame {
 		return nil
 	}
 	if err := d.pin.lockWriter(); errors.Is(err, errLockBusy) {
@@ -78,7 +81,7 @@ func (d *DB) maybeCheckpoint(ctx context.Context) error {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	st, ok = d.pin.state()
-	if !ok || !d.pos.sameSalts(st) || st.nBackfill < st.mxFrame {
+	if !ok || !sameSalts(d.pos, st) || st.nBackfill < st.mxFrame {
 		return d.pin.unlockWriter()
 	}
 	err := d.captureTail()
@@ -145,20 +148,20 @@ func (d *DB) truncateWAL(ctx context.Context) error {
 // captureTail captures the committed frames after the replicated position
 // into a pending segment, before the WAL can be restarted or truncated.
 func (d *DB) captureTail() error {
-	wal, err := d.openWAL()
-	if err != nil || wal == nil {
+	wf, err := d.openWAL()
+	if err != nil || wf == nil {
 		return err
 	}
-	defer wal.f.Close()
-	if !d.pos.sameGen(wal.hdr) && d.app != nil && d.app.nextIs(wal.hdr) {
+	defer wf.f.Close()
+	if !d.pos.SameGen(wf.hdr) && d.app != nil && d.app.nextIs(wf.hdr) {
 		// A generation the VFS announced and no sync has read yet: it is
 		// the one being reset, and all of it must be captured.
-		d.pos, d.app.next, d.app.closed = wal.hdr.start(), nil, false
+		d.pos, d.app.next, d.app.closed = wf.hdr.Start(), nil, false
 	}
-	if !d.pos.sameGen(wal.hdr) || wal.size < d.pos.Offset {
+	if !d.pos.SameGen(wf.hdr) || wf.size < d.pos.Offset {
 		return nil // nothing of the replicated generation left to capture
 	}
-	scan, err := scanWAL(wal.r, wal.hdr, d.pos, 0, d.maxFrame(wal.hdr))
+	scan, err := scanWAL(wf.r, wf.hdr, d.pos, 0, d.maxFrame(wf.hdr))
 	if err != nil || scan.empty() {
 		return err
 	}
@@ -173,9 +176,9 @@ func (d *DB) captureTail() error {
 
 // walPageSize returns the page size of the current WAL generation.
 func (d *DB) walPageSize() uint32 {
-	if wal, err := openWAL(d.walPath); err == nil && wal != nil {
-		wal.f.Close()
-		return wal.hdr.PageSize
+	if wf, err := openWAL(d.walPath); err == nil && wf != nil {
+		wf.f.Close()
+		return wf.hdr.PageSize
 	}
 	return 4096
 }

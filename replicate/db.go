@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/walsync/walsync/internal/wal"
+
 	"github.com/superfly/ltx"
 )
 
@@ -36,7 +38,7 @@ type DB struct {
 	resumed    bool // position read from the target
 	pin        pin
 	ino        uint64
-	pos        WALPos     // next frame to replicate in the current generation
+	pos        wal.Pos    // next frame to replicate in the current generation
 	newGenOK   bool       // the next WAL generation seen continues the chain
 	txid       ltx.TXID   // last TXID in the target
 	lastTS     int64      // timestamp (ms) of the last file uploaded
@@ -393,20 +395,20 @@ func (d *DB) discontinuity(reason string) {
 // reports whether it captured anything and, if so, whether that is every
 // transaction committed before readAt (false: MaxSegmentBytes cut it short).
 func (d *DB) capture(readAt time.Time) (captured, whole bool, err error) {
-	wal, err := d.openWAL()
+	wf, err := d.openWAL()
 	if err != nil {
 		return false, false, err
 	}
-	if wal == nil {
+	if wf == nil {
 		if !d.newGenOK && (d.app == nil || !d.app.closed) {
 			d.discontinuity("WAL deleted, truncated or rewritten by another process")
 		}
 		return false, false, nil
 	}
-	defer wal.f.Close()
-	hdr := wal.hdr
+	defer wf.f.Close()
+	hdr := wf.hdr
 	switch {
-	case d.pos.sameGen(hdr):
+	case d.pos.SameGen(hdr):
 	case d.newGenOK:
 		if !d.pin.held() && d.app == nil {
 			d.checkStamp("database changed while walsync did not pin its WAL")
@@ -414,22 +416,22 @@ func (d *DB) capture(readAt time.Time) (captured, whole bool, err error) {
 				return false, false, nil
 			}
 		}
-		d.pos, d.newGenOK = hdr.start(), false
+		d.pos, d.newGenOK = hdr.Start(), false
 		if err := d.repin(); err != nil {
 			return false, false, err
 		}
 	case d.app != nil && d.app.nextIs(hdr):
-		d.pos, d.app.next, d.app.closed = hdr.start(), nil, false
+		d.pos, d.app.next, d.app.closed = hdr.Start(), nil, false
 	default:
 		d.discontinuity(fmt.Sprintf("WAL restarted by another process (salt %08x-%08x, expected %08x-%08x)",
 			hdr.Salt1, hdr.Salt2, d.pos.Salt1, d.pos.Salt2))
 		return false, false, nil
 	}
-	if wal.size < d.pos.Offset {
+	if wf.size < d.pos.Offset {
 		d.discontinuity("WAL truncated below the replicated position")
 		return false, false, nil
 	}
-	scan, err := scanWAL(wal.r, hdr, d.pos, d.r.opts.MaxSegmentBytes, d.maxFrame(hdr))
+	scan, err := scanWAL(wf.r, hdr, d.pos, d.r.opts.MaxSegmentBytes, d.maxFrame(hdr))
 	if err != nil {
 		return false, false, err
 	}
@@ -440,7 +442,7 @@ func (d *DB) capture(readAt time.Time) (captured, whole bool, err error) {
 	if err != nil {
 		return false, false, err
 	}
-	if !wal.holds(scan) {
+	if !wf.holds(scan) {
 		// Restarted or truncated while the pages were read (possible
 		// between an in-app gate and the reset it guards): read again.
 		seg.close()
@@ -460,7 +462,7 @@ func (d *DB) capture(readAt time.Time) (captured, whole bool, err error) {
 
 // maxFrame returns the WAL-index's last commit frame if it describes the
 // generation hdr, else 0 (no limit: the checksum chain alone decides).
-func (d *DB) maxFrame(hdr WALHeader) uint32 {
+func (d *DB) maxFrame(hdr wal.Header) uint32 {
 	if st, ok := d.pin.state(); ok && st.salt1 == hdr.Salt1 && st.salt2 == hdr.Salt2 && st.mxFrame > 0 {
 		return st.mxFrame
 	}
@@ -680,7 +682,7 @@ func (d *DB) lastActiveAt() time.Time {
 type walFile struct {
 	f    *os.File
 	r    io.ReaderAt // the plaintext: f, or f decoded by an in-app codec
-	hdr  WALHeader
+	hdr  wal.Header
 	size int64
 }
 
@@ -689,11 +691,11 @@ type walFile struct {
 // shorter. Pages are read twice, during the scan (checksummed) and while
 // encoding (not), so an encoder checks this after reading them.
 func (w *walFile) holds(scan *walScan) bool {
-	var b [WALHeaderSize]byte
+	var b [wal.HeaderSize]byte
 	if _, err := w.r.ReadAt(b[:], 0); err != nil {
 		return false
 	}
-	hdr, err := ParseWALHeader(b[:])
+	hdr, err := wal.ParseHeader(b[:])
 	if err != nil || hdr != scan.hdr {
 		return false
 	}
@@ -733,8 +735,8 @@ func openWALWith(path string, decode func(io.ReaderAt) io.ReaderAt) (*walFile, e
 	if decode != nil {
 		r = decode(f)
 	}
-	rd, err := NewWALReader(r)
-	if errors.Is(err, ErrWALHeader) {
+	rd, err := wal.NewReader(r)
+	if errors.Is(err, wal.ErrHeader) {
 		f.Close()
 		return nil, nil
 	} else if err != nil {

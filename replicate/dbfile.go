@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/walsync/walsync/internal/wal"
 )
 
 // Database file errors.
@@ -15,6 +17,9 @@ var (
 	// ErrNotWAL is returned for a database that is not in WAL mode.
 	ErrNotWAL = errors.New("database is not in WAL mode (run: sqlite3 DB 'PRAGMA journal_mode=WAL')")
 )
+
+// sqliteHeader is the magic string at the start of a database file.
+const sqliteHeader = "SQLite format 3\x00"
 
 // dbHeader holds the fields of the 100-byte database header walsync uses.
 type dbHeader struct {
@@ -49,7 +54,7 @@ func parseDBHeader(b []byte) (dbHeader, error) {
 	if h.pageSize == 1 {
 		h.pageSize = 65536
 	}
-	if !validPageSize(h.pageSize) {
+	if !wal.ValidPageSize(h.pageSize) {
 		return dbHeader{}, fmt.Errorf("%w: bad page size %d", ErrNotSQLite, h.pageSize)
 	}
 	// The in-header size is valid only if the change counter matches the

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/walsync/walsync/internal/wal"
 )
 
 // logBuffer collects log records for assertions.
@@ -194,7 +196,7 @@ func TestDiscontinuities(t *testing.T) {
 		// Restarted, not truncated: the file keeps its high-water mark, a
 		// few times CheckpointFrames (the CLI writer never checkpoints, so
 		// walsync copies frames itself at 4x).
-		if max := int64(8*5*(4096+WALFrameHeaderSize) + WALHeaderSize); fi.Size() > max {
+		if max := int64(8*5*(4096+wal.FrameHeaderSize) + wal.HeaderSize); fi.Size() > max {
 			t.Errorf("WAL is %d bytes after checkpoints, want at most %d", fi.Size(), max)
 		}
 		f.checkRestore()

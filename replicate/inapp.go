@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/walsync/walsync/internal/wal"
+
 	"github.com/superfly/ltx"
 )
 
@@ -51,7 +53,7 @@ type appState struct {
 
 // nextIs reports whether hdr starts the generation the VFS announced after
 // the replicated one closed.
-func (a *appState) nextIs(hdr WALHeader) bool {
+func (a *appState) nextIs(hdr wal.Header) bool {
 	return a.closed && a.next != nil && a.next[0] == hdr.Salt1 && a.next[1] == hdr.Salt2
 }
 
@@ -144,9 +146,9 @@ func (d *DB) BeforeWALReset(next []byte) {
 	// closed. Record that, and the salts of the generation SQLite starts
 	// now if this is its header, so a restart can prove the chain.
 	var salts [2]uint32
-	if len(next) >= WALHeaderSize {
-		if hdr, err := ParseWALHeader(next); err == nil {
-			if d.pos.sameGen(hdr) {
+	if len(next) >= wal.HeaderSize {
+		if hdr, err := wal.ParseHeader(next); err == nil {
+			if d.pos.SameGen(hdr) {
 				return // a header rewrite of the same generation
 			}
 			salts = [2]uint32{hdr.Salt1, hdr.Salt2}
@@ -173,10 +175,10 @@ func (d *DB) earlyReset(next []byte) {
 		d.app.earlyReset = true
 		return
 	}
-	wal, err := d.openWAL()
-	if err == nil && wal != nil {
-		defer wal.f.Close()
-		scan, serr := scanWAL(wal.r, wal.hdr, wal.hdr.start(), 0, d.maxFrame(wal.hdr))
+	wf, err := d.openWAL()
+	if err == nil && wf != nil {
+		defer wf.f.Close()
+		scan, serr := scanWAL(wf.r, wf.hdr, wf.hdr.Start(), 0, d.maxFrame(wf.hdr))
 		if serr != nil || !scan.empty() {
 			d.app.earlyReset = true
 			os.Remove(filepath.Join(d.app.dir, spoolNextName))
@@ -186,10 +188,10 @@ func (d *DB) earlyReset(next []byte) {
 		d.app.earlyReset = true
 		return
 	}
-	if len(next) < WALHeaderSize {
+	if len(next) < wal.HeaderSize {
 		return
 	}
-	hdr, err := ParseWALHeader(next)
+	hdr, err := wal.ParseHeader(next)
 	if err != nil {
 		return
 	}

@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/walsync/walsync/internal/wal"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -279,3 +281,6 @@ func stampOf(path string) (fileStamp, error) {
 
 // held reports whether the database's descriptors are open.
 func (p *pin) held() bool { return p.db != nil }
+
+// sameSalts reports whether the WAL-index describes pos's generation.
+func sameSalts(pos wal.Pos, st shmState) bool { return pos.Salt1 == st.salt1 && pos.Salt2 == st.salt2 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/walsync/walsync/internal/wal"
+
 	"github.com/superfly/ltx"
 )
 
@@ -127,7 +129,7 @@ func (d *DB) resume(ctx context.Context) error {
 
 // applyRemote sets the replicated position from the target's state.
 func (d *DB) applyRemote(rs remoteState) error {
-	d.pos, d.newGenOK = WALPos{}, false
+	d.pos, d.newGenOK = wal.Pos{}, false
 	if rs.last.maxTXID == 0 {
 		d.txid, d.snapReason = 0, "first snapshot"
 		return nil
@@ -159,30 +161,30 @@ var errNoPos = errors.New("wal position not found")
 // findWALPos returns the position at offset end in the WAL generation with
 // the given salts, after checking that the frames before it are valid and
 // that end is a transaction boundary.
-func (d *DB) findWALPos(salt1, salt2 uint32, end int64) (WALPos, error) {
-	wal, err := d.openWAL()
+func (d *DB) findWALPos(salt1, salt2 uint32, end int64) (wal.Pos, error) {
+	wf, err := d.openWAL()
 	if err != nil {
-		return WALPos{}, err
-	} else if wal == nil {
-		return WALPos{}, errNoPos
+		return wal.Pos{}, err
+	} else if wf == nil {
+		return wal.Pos{}, errNoPos
 	}
-	defer wal.f.Close()
-	rd := NewWALReaderAt(wal.r, wal.hdr, wal.hdr.start())
+	defer wf.f.Close()
+	rd := wal.NewReaderAt(wf.r, wf.hdr, wf.hdr.Start())
 	if hdr := rd.Header(); hdr.Salt1 != salt1 || hdr.Salt2 != salt2 {
-		return WALPos{}, errNoPos
+		return wal.Pos{}, errNoPos
 	}
 	atCommit := true
 	for rd.Pos().Offset < end {
 		fr, _, err := rd.Next()
 		if errors.Is(err, io.EOF) {
-			return WALPos{}, errNoPos
+			return wal.Pos{}, errNoPos
 		} else if err != nil {
-			return WALPos{}, err
+			return wal.Pos{}, err
 		}
 		atCommit = fr.Commit != 0
 	}
 	if rd.Pos().Offset != end || !atCommit {
-		return WALPos{}, errNoPos
+		return wal.Pos{}, errNoPos
 	}
 	return rd.Pos(), nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+
+	"github.com/walsync/walsync/internal/wal"
 )
 
 // pageRef locates the newest committed copy of a page in a WAL generation.
@@ -17,9 +19,9 @@ type pageRef struct {
 // walScan is the set of whole committed transactions found in a WAL range.
 type walScan struct {
 	r      io.ReaderAt
-	hdr    WALHeader
-	from   WALPos    // position the scan started at
-	end    WALPos    // position after the last commit frame (== from if none)
+	hdr    wal.Header
+	from   wal.Pos   // position the scan started at
+	end    wal.Pos   // position after the last commit frame (== from if none)
 	commit uint32    // database size in pages after the last commit
 	txns   int       // number of commit frames seen
 	pages  []pageRef // newest frame per page, sorted by pgno, pgno <= commit
@@ -41,12 +43,12 @@ func (s *walScan) empty() bool { return s.txns == 0 }
 // belong to a transaction that is still being written or was rolled back.
 //
 // Memory is 8 bytes per frame read; page data is not kept.
-func scanWAL(r io.ReaderAt, hdr WALHeader, pos WALPos, maxBytes int64, maxFrame uint32) (*walScan, error) {
+func scanWAL(r io.ReaderAt, hdr wal.Header, pos wal.Pos, maxBytes int64, maxFrame uint32) (*walScan, error) {
 	s := &walScan{r: r, hdr: hdr, from: pos, end: pos}
-	rd := NewWALReaderAt(r, hdr, pos)
-	bp := pageBuf(uint32(hdr.frameSize()))
+	rd := wal.NewReaderAt(r, hdr, pos)
+	bp := pageBuf(uint32(hdr.FrameSize()))
 	defer pageBufs.Put(bp)
-	rd.buf = *bp
+	rd.SetBuffer(*bp)
 	var refs []pageRef
 	committed := 0
 	for {
@@ -56,7 +58,7 @@ func scanWAL(r io.ReaderAt, hdr WALHeader, pos WALPos, maxBytes int64, maxFrame 
 		} else if err != nil {
 			return nil, err
 		}
-		frame := (f.Offset-WALHeaderSize)/hdr.frameSize() + 1
+		frame := (f.Offset-wal.HeaderSize)/hdr.FrameSize() + 1
 		if frame > 1<<32-1 {
 			return nil, fmt.Errorf("wal frame %d out of range", frame)
 		}

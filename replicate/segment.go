@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/walsync/walsync/internal/ltxenc"
+	"github.com/walsync/walsync/internal/wal"
+
 	"github.com/superfly/ltx"
 )
 
@@ -39,7 +42,7 @@ func (s *segment) close() error {
 // store, if not nil, turns each page into the bytes the database file
 // stores (an in-app VFS codec: encryption, checksums).
 func encodeSegment(w io.Writer, scan *walScan, txid ltx.TXID, ts time.Time, store pageStore) error {
-	lw, err := newLTXWriter(w, ltx.Header{
+	lw, err := ltxenc.NewWriter(w, ltx.Header{
 		Version:   ltx.Version,
 		Flags:     ltx.HeaderFlagNoChecksum,
 		PageSize:  scan.hdr.PageSize,
@@ -55,11 +58,11 @@ func encodeSegment(w io.Writer, scan *walScan, txid ltx.TXID, ts time.Time, stor
 	if err != nil {
 		return fmt.Errorf("encode ltx header: %w", err)
 	}
-	defer lw.put()
+	defer lw.Release()
 	buf := pageBuf(scan.hdr.PageSize)
 	defer pageBufs.Put(buf)
 	for _, p := range scan.pages {
-		off := scan.hdr.FrameOffset(int64(p.frame)) + WALFrameHeaderSize
+		off := scan.hdr.FrameOffset(int64(p.frame)) + wal.FrameHeaderSize
 		if _, err := scan.r.ReadAt(*buf, off); err != nil {
 			return fmt.Errorf("read wal page %d at %d: %w", p.pgno, off, err)
 		}
@@ -67,11 +70,11 @@ func encodeSegment(w io.Writer, scan *walScan, txid ltx.TXID, ts time.Time, stor
 		if err != nil {
 			return err
 		}
-		if err := lw.page(p.pgno, page); err != nil {
+		if err := lw.Page(p.pgno, page); err != nil {
 			return err
 		}
 	}
-	return lw.close()
+	return lw.Close()
 }
 
 // pageStore turns a page read as plaintext into the bytes the database
@@ -136,11 +139,11 @@ func encodeSnapshot(w io.Writer, db io.ReaderAt, dbSize int64, dh dbHeader, scan
 		return 0, errors.New("database is empty")
 	}
 	hdr.Commit = commit
-	lw, err := newLTXWriter(w, hdr)
+	lw, err := ltxenc.NewWriter(w, hdr)
 	if err != nil {
 		return 0, fmt.Errorf("encode ltx header: %w", err)
 	}
-	defer lw.put()
+	defer lw.Release()
 	bp := pageBuf(pageSize)
 	defer pageBufs.Put(bp)
 	buf := *bp
@@ -153,7 +156,7 @@ func encodeSnapshot(w io.Writer, db io.ReaderAt, dbSize int64, dh dbHeader, scan
 			continue
 		}
 		if len(pages) > 0 && pages[0].pgno == pgno {
-			off := scan.hdr.FrameOffset(int64(pages[0].frame)) + WALFrameHeaderSize
+			off := scan.hdr.FrameOffset(int64(pages[0].frame)) + wal.FrameHeaderSize
 			if _, err := scan.r.ReadAt(buf, off); err != nil {
 				return 0, fmt.Errorf("read wal page %d: %w", pgno, err)
 			}
@@ -164,11 +167,11 @@ func encodeSnapshot(w io.Writer, db io.ReaderAt, dbSize int64, dh dbHeader, scan
 		if err != nil {
 			return 0, err
 		}
-		if err := lw.page(pgno, page); err != nil {
+		if err := lw.Page(pgno, page); err != nil {
 			return 0, err
 		}
 	}
-	if err := lw.close(); err != nil {
+	if err := lw.Close(); err != nil {
 		return 0, err
 	}
 	return commit, nil

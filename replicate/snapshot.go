@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/walsync/walsync/internal/wal"
+
 	"github.com/superfly/ltx"
 )
 
@@ -70,13 +72,13 @@ func (d *DB) snapshotOnce(ctx context.Context, reason string) error {
 		return err
 	}
 	var scan *walScan
-	wal, err := d.openWAL()
+	wf, err := d.openWAL()
 	if err != nil {
 		return err
 	}
-	if wal != nil { // else no generation yet: the database file is the whole state
-		defer wal.f.Close()
-		if scan, err = scanWAL(wal.r, wal.hdr, wal.hdr.start(), 0, d.maxFrame(wal.hdr)); err != nil {
+	if wf != nil { // else no generation yet: the database file is the whole state
+		defer wf.f.Close()
+		if scan, err = scanWAL(wf.r, wf.hdr, wf.hdr.Start(), 0, d.maxFrame(wf.hdr)); err != nil {
 			return err
 		}
 	}
@@ -89,7 +91,7 @@ func (d *DB) snapshotOnce(ctx context.Context, reason string) error {
 	}
 	seg := &segment{level: SnapshotLevel, minTXID: 1, maxTXID: txid, ts: ts, data: sp, readAt: readAt}
 	commit, err := encodeSnapshot(sp, db, fi.Size(), dh, scan, txid, ts, d.storePage)
-	if err == nil && wal != nil && !wal.holds(scan) {
+	if err == nil && wf != nil && !wf.holds(scan) {
 		err = errWALChanged
 	}
 	if err == nil && before != (fileStamp{}) {
@@ -99,7 +101,7 @@ func (d *DB) snapshotOnce(ctx context.Context, reason string) error {
 	}
 	if err != nil {
 		seg.close()
-		if wal != nil && !wal.holds(scan) {
+		if wf != nil && !wf.holds(scan) {
 			return errWALChanged // a read failure caused by the change
 		}
 		return fmt.Errorf("snapshot: %w", err)
@@ -111,7 +113,7 @@ func (d *DB) snapshotOnce(ctx context.Context, reason string) error {
 	switch {
 	case d.app != nil:
 		// No pin: only a generation the VFS announces may follow.
-		d.pos, d.newGenOK, d.app.closed, d.app.next = WALPos{}, false, true, nil
+		d.pos, d.newGenOK, d.app.closed, d.app.next = wal.Pos{}, false, true, nil
 		if scan != nil {
 			d.pos, d.app.closed = scan.end, false
 		}
@@ -120,7 +122,7 @@ func (d *DB) snapshotOnce(ctx context.Context, reason string) error {
 		// read may still be restarted by the next writer.
 		d.pos, d.newGenOK = scan.end, d.pin.slot == 0
 	default:
-		d.pos, d.newGenOK = WALPos{}, true
+		d.pos, d.newGenOK = wal.Pos{}, true
 	}
 	if before != (fileStamp{}) && d.newGenOK {
 		d.stamp = before // unpinned: the next generation must not be preceded by a checkpoint

@@ -15,7 +15,7 @@ import (
 
 // watcher turns inotify events into scheduler notifications, with no
 // polling: a watch per directory holding databases reports names created,
-// replaced or removed (a new -wal, a database renamed over, new databases in
+// replaced or removed (a new -wf, a database renamed over, new databases in
 // the trees given to WatchDir), and a one-shot watch per -wal file reports
 // its first write after each sync (armWAL re-arms it).
 type watcher struct {

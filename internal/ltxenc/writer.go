@@ -1,4 +1,7 @@
-package replicate
+// Package ltxenc writes LTX files (github.com/superfly/ltx, format version
+// 3) byte for byte as ltx.Encoder does, with its LZ4 compressor, buffers
+// and page index pooled across files. It knows the format only.
+package ltxenc
 
 import (
 	"encoding/binary"
@@ -12,16 +15,16 @@ import (
 	"github.com/superfly/ltx"
 )
 
-// ltxWriter writes LTX files (format version 3) byte for byte as
+// Writer writes LTX files (format version 3) byte for byte as
 // github.com/superfly/ltx's Encoder does (a test checks it), but keeps its
 // LZ4 compressor, compression buffer and page index across files.
 // ltx.Encoder embeds a 136 KiB compressor in every encoder, which made up
 // nearly all of a small segment's allocations and most of walsync's GC work.
 // Headers and trailers are still marshalled by the ltx package.
-type ltxWriter struct {
+type Writer struct {
 	comp  lz4.Compressor
 	cbuf  []byte
-	index []ltxIndexEntry
+	index []indexEntry
 	buf   []byte
 
 	w       io.Writer
@@ -32,47 +35,47 @@ type ltxWriter struct {
 	started bool
 }
 
-type ltxIndexEntry struct {
+type indexEntry struct {
 	pgno         uint32
 	offset, size int64
 }
 
 var (
-	ltxWriters = sync.Pool{New: func() any { return new(ltxWriter) }}
-	crcTable   = crc64.MakeTable(crc64.ISO)
+	writers  = sync.Pool{New: func() any { return new(Writer) }}
+	crcTable = crc64.MakeTable(crc64.ISO)
 )
 
-// newLTXWriter returns a pooled writer; release it with put.
-func newLTXWriter(w io.Writer, hdr ltx.Header) (*ltxWriter, error) {
+// NewWriter returns a pooled writer; release it with put.
+func NewWriter(w io.Writer, hdr ltx.Header) (*Writer, error) {
 	if err := hdr.Validate(); err != nil {
 		return nil, err
 	}
-	lw := ltxWriters.Get().(*ltxWriter)
+	lw := writers.Get().(*Writer)
 	lw.w, lw.hdr, lw.crc, lw.n, lw.prev, lw.started = w, hdr, 0, 0, 0, false
 	lw.index = lw.index[:0]
 	b, err := hdr.MarshalBinary()
 	if err != nil {
-		lw.put()
+		lw.Release()
 		return nil, err
 	}
 	if err := lw.write(b); err != nil {
-		lw.put()
+		lw.Release()
 		return nil, fmt.Errorf("write header: %w", err)
 	}
 	return lw, nil
 }
 
-// put returns lw to the pool.
-func (lw *ltxWriter) put() {
+// Release returns lw to the pool.
+func (lw *Writer) Release() {
 	lw.w = nil
 	if cap(lw.index) > 1<<12 {
 		lw.index = nil // keep the pool small after a huge snapshot
 	}
-	ltxWriters.Put(lw)
+	writers.Put(lw)
 }
 
 // write writes b and adds it to the checksum.
-func (lw *ltxWriter) write(b []byte) error {
+func (lw *Writer) write(b []byte) error {
 	n, err := lw.w.Write(b)
 	if err == nil && n < len(b) {
 		err = io.ErrShortWrite
@@ -82,9 +85,9 @@ func (lw *ltxWriter) write(b []byte) error {
 	return err
 }
 
-// page writes one page. Pages must come in ascending order; a snapshot
+// Page writes one page. Pages must come in ascending order; a snapshot
 // (minimum TXID 1) must list every page but the lock page.
-func (lw *ltxWriter) page(pgno uint32, data []byte) error {
+func (lw *Writer) Page(pgno uint32, data []byte) error {
 	switch {
 	case pgno == 0 || pgno > lw.hdr.Commit:
 		return fmt.Errorf("page number %d out of range for commit size %d", pgno, lw.hdr.Commit)
@@ -119,13 +122,13 @@ func (lw *ltxWriter) page(pgno uint32, data []byte) error {
 	}
 	lw.crc = crc64.Update(lw.crc, crcTable, data)
 	lw.n += int64(n)
-	lw.index = append(lw.index, ltxIndexEntry{pgno: pgno, offset: offset, size: lw.n - offset})
+	lw.index = append(lw.index, indexEntry{pgno: pgno, offset: offset, size: lw.n - offset})
 	lw.prev = pgno
 	return nil
 }
 
-// close writes the end of the page block, the page index and the trailer.
-func (lw *ltxWriter) close() error {
+// Close writes the end of the page block, the page index and the trailer.
+func (lw *Writer) Close() error {
 	var end [ltx.PageHeaderSize]byte
 	if err := lw.write(end[:]); err != nil {
 		return fmt.Errorf("write end of pages: %w", err)

@@ -1,4 +1,4 @@
-package replicate
+package ltxenc
 
 import (
 	"bytes"
@@ -8,10 +8,10 @@ import (
 	"github.com/superfly/ltx"
 )
 
-// TestLTXWriterMatchesLibrary: ltxWriter must produce exactly the bytes of
+// TestWriterMatchesLibrary: Writer must produce exactly the bytes of
 // github.com/superfly/ltx's Encoder, for segments and snapshots, across
 // reuse of a pooled writer.
-func TestLTXWriterMatchesLibrary(t *testing.T) {
+func TestWriterMatchesLibrary(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for iter := range 20 {
 		pageSize := uint32(512 << rng.IntN(5))
@@ -56,21 +56,21 @@ func TestLTXWriterMatchesLibrary(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got bytes.Buffer
-		lw, err := newLTXWriter(&got, hdr)
+		lw, err := NewWriter(&got, hdr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i, p := range pgnos {
-			if err := lw.page(p, pages[i]); err != nil {
+			if err := lw.Page(p, pages[i]); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := lw.close(); err != nil {
+		if err := lw.Close(); err != nil {
 			t.Fatal(err)
 		}
-		lw.put()
+		lw.Release()
 		if !bytes.Equal(got.Bytes(), want.Bytes()) {
-			t.Fatalf("iter %d: ltxWriter output (%d bytes) differs from ltx.Encoder (%d bytes)", iter, got.Len(), want.Len())
+			t.Fatalf("iter %d: Writer output (%d bytes) differs from ltx.Encoder (%d bytes)", iter, got.Len(), want.Len())
 		}
 		dec := ltx.NewDecoder(bytes.NewReader(got.Bytes()))
 		if err := dec.Verify(); err != nil {
@@ -79,7 +79,7 @@ func TestLTXWriterMatchesLibrary(t *testing.T) {
 	}
 }
 
-func TestLTXWriterErrors(t *testing.T) {
+func TestWriterErrors(t *testing.T) {
 	hdr := ltx.Header{Version: ltx.Version, Flags: ltx.HeaderFlagNoChecksum, PageSize: 512, Commit: 3, MinTXID: 2, MaxTXID: 2, Timestamp: 1}
 	for name, c := range map[string]struct {
 		pgno uint32
@@ -89,22 +89,22 @@ func TestLTXWriterErrors(t *testing.T) {
 		"ErrBeyondCommit": {4, 512},
 		"ErrSize":         {2, 100},
 	} {
-		lw, err := newLTXWriter(&bytes.Buffer{}, hdr)
+		lw, err := NewWriter(&bytes.Buffer{}, hdr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := lw.page(c.pgno, make([]byte, c.size)); err == nil {
+		if err := lw.Page(c.pgno, make([]byte, c.size)); err == nil {
 			t.Errorf("%s: no error", name)
 		}
-		lw.put()
+		lw.Release()
 	}
-	lw, _ := newLTXWriter(&bytes.Buffer{}, hdr)
-	defer lw.put()
-	lw.page(2, make([]byte, 512))
-	if err := lw.page(2, make([]byte, 512)); err == nil {
+	lw, _ := NewWriter(&bytes.Buffer{}, hdr)
+	defer lw.Release()
+	lw.Page(2, make([]byte, 512))
+	if err := lw.Page(2, make([]byte, 512)); err == nil {
 		t.Error("ErrOrder: no error")
 	}
-	if _, err := newLTXWriter(&bytes.Buffer{}, ltx.Header{}); err == nil {
+	if _, err := NewWriter(&bytes.Buffer{}, ltx.Header{}); err == nil {
 		t.Error("ErrHeader: no error")
 	}
 }
