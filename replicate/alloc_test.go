@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walsync/walsync/internal/memstore"
 	"github.com/walsync/walsync/internal/wal"
 )
 
@@ -53,7 +54,7 @@ func TestSmallSegmentAllocations(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := bytes.NewReader(w)
-	store := newMemStore()
+	store := memstore.New()
 	key := ltxKey("alloc.db", SegmentLevel, 1, 1)
 	ts := time.Unix(1_700_000_000, 0)
 	run := func() {

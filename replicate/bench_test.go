@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walsync/walsync/internal/memstore"
 	"github.com/walsync/walsync/internal/wal"
 
 	"github.com/superfly/ltx"
@@ -138,7 +139,7 @@ func BenchmarkApplyFile(b *testing.B) {
 			if err := encodeSegment(&seg, scan, 1, ts, nil); err != nil {
 				b.Fatal(err)
 			}
-			store := newMemStore()
+			store := memstore.New()
 			lf := ltxFile{level: SegmentLevel, minTXID: 1, maxTXID: 1, key: ltxKey("bench.db", SegmentLevel, 1, 1)}
 			if err := store.Put(ctx, lf.key, bytes.NewReader(seg.Bytes()), int64(seg.Len()), nil); err != nil {
 				b.Fatal(err)
@@ -167,7 +168,7 @@ func BenchmarkApplyFile(b *testing.B) {
 // encodeSmallSegment runs the upload path of one sync of a 1-frame
 // transaction: scan, encode into a spool, Put. It is shared by the
 // allocation budget test.
-func encodeSmallSegment(ctx context.Context, r io.ReaderAt, hdr wal.Header, store *memStore, key string, ts time.Time) error {
+func encodeSmallSegment(ctx context.Context, r io.ReaderAt, hdr wal.Header, store *memstore.Store, key string, ts time.Time) error {
 	scan, err := scanWAL(r, hdr, hdr.Start(), 0, 0)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/walsync/walsync/internal/memstore"
 	"github.com/walsync/walsync/internal/wal"
 )
 
@@ -50,7 +51,7 @@ type fixture struct {
 	ctx   context.Context
 	dir   string
 	path  string
-	store *memStore
+	store *memstore.Store
 	log   *logBuffer
 	r     *Replicator
 	d     *DB
@@ -58,7 +59,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, opts Options) *fixture {
 	t.Helper()
-	f := &fixture{t: t, ctx: context.Background(), dir: t.TempDir(), store: newDirStoreLite(t), log: &logBuffer{}}
+	f := &fixture{t: t, ctx: context.Background(), dir: t.TempDir(), store: memstore.New(), log: &logBuffer{}}
 	f.path = filepath.Join(f.dir, "db.sqlite")
 	runSQLite(t, f.path, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER, v BLOB);")
 	f.start(opts)
@@ -221,7 +222,7 @@ func TestDuplicateName(t *testing.T) {
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		runSQLite(t, p, "PRAGMA journal_mode=WAL; CREATE TABLE t(x);")
 	}
-	r := New(newDirStoreLite(t), Options{})
+	r := New(memstore.New(), Options{})
 	defer r.Close()
 	ctx := context.Background()
 	if _, err := r.Add(ctx, a, "app"); err != nil {

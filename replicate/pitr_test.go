@@ -12,6 +12,7 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/walsync/walsync/internal/memstore"
 	"github.com/walsync/walsync/replicate"
 )
 
@@ -120,7 +121,7 @@ func TestSQLiteVersion(t *testing.T) {
 // snapshot, and the restore equals the source.
 func TestResumeWithoutSnapshot(t *testing.T) {
 	ctx := context.Background()
-	store := replicate.NewMemStore()
+	store := memstore.New()
 	db := filepath.Join(t.TempDir(), "r.db")
 	sqlite(t, db, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER, v BLOB);")
 	for round := range 3 {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/walsync/walsync/internal/memstore"
 	"github.com/walsync/walsync/replicate"
 )
 
@@ -32,7 +33,7 @@ func TestReplicateRestore(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "app.db")
 	sqlite(t, db, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
-	store := replicate.NewMemStore()
+	store := memstore.New()
 	r := replicate.New(store, replicate.Options{SyncInterval: 0})
 	defer r.Close()
 	if _, err := r.Add(ctx, db, "app"); err != nil {
@@ -70,7 +71,7 @@ func TestCheckpointsNeverLoseFrames(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "app.db")
 	sqlite(t, db, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);")
-	store := replicate.NewMemStore()
+	store := memstore.New()
 	r := replicate.New(store, replicate.Options{SyncInterval: 0, CheckpointFrames: 20})
 	defer r.Close()
 	if _, err := r.Add(ctx, db, "app"); err != nil {

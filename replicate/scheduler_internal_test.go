@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ncruces/go-sqlite3"
+	"github.com/walsync/walsync/internal/memstore"
 )
 
 // runReplicator starts r.Run and returns a func that stops it and returns
@@ -30,7 +31,7 @@ func runReplicator(t *testing.T, r *Replicator) (stop func() error) {
 
 func TestSchedulerRun(t *testing.T) {
 	ctx := context.Background()
-	store := newMemStore()
+	store := memstore.New()
 	r := New(store, Options{SyncInterval: 20 * time.Millisecond, Concurrency: 2})
 	dir := t.TempDir()
 	var paths []string
@@ -87,7 +88,7 @@ func TestSchedulerRun(t *testing.T) {
 // upload and no LIST after the first sync.
 func TestIdleDatabasesCostNothing(t *testing.T) {
 	ctx := context.Background()
-	store := newMemStore()
+	store := memstore.New()
 	r := New(store, Options{SyncInterval: 10 * time.Millisecond})
 	dir := t.TempDir()
 	for i := range 10 {
@@ -125,7 +126,7 @@ func TestIdleDatabasesCostNothing(t *testing.T) {
 		}
 	}
 	quiescent()
-	puts, lists := store.putCount(), store.listCount()
+	puts, lists := store.Puts(), store.Lists()
 	// A sync of an idle database reads its WAL header and finds nothing:
 	// no request to the target.
 	if err := r.Sync(ctx); err != nil {
@@ -135,10 +136,10 @@ func TestIdleDatabasesCostNothing(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if got := store.putCount(); got != puts {
+	if got := store.Puts(); got != puts {
 		t.Fatalf("puts while idle: %d", got-puts)
 	}
-	if got := store.listCount(); got != lists {
+	if got := store.Lists(); got != lists {
 		t.Fatalf("lists while idle: %d", got-lists)
 	}
 }
@@ -148,7 +149,7 @@ func TestIdleDatabasesCostNothing(t *testing.T) {
 // and the number of pins stays within the budget once syncs settle.
 func TestPinBudget(t *testing.T) {
 	ctx := context.Background()
-	store := newMemStore()
+	store := memstore.New()
 	r := New(store, Options{SyncInterval: 0, MaxPinned: 2})
 	dir := t.TempDir()
 	var paths []string
@@ -190,7 +191,7 @@ func TestPinBudget(t *testing.T) {
 // putHookStore runs hook (once armed) inside a Put, while the sync that
 // called it is uploading.
 type putHookStore struct {
-	*memStore
+	*memstore.Store
 	mu   sync.Mutex
 	hook func()
 }
@@ -203,7 +204,7 @@ func (s *putHookStore) Put(ctx context.Context, key string, r io.ReadSeeker, siz
 	if hook != nil {
 		hook()
 	}
-	return s.memStore.Put(ctx, key, r, size, meta)
+	return s.Store.Put(ctx, key, r, size, meta)
 }
 
 // TestOneSegmentPerSync: a transaction committed while a sync uploads its
@@ -211,7 +212,7 @@ func (s *putHookStore) Put(ctx context.Context, key string, r io.ReadSeeker, siz
 // one (a busy database costs one segment per sync interval).
 func TestOneSegmentPerSync(t *testing.T) {
 	ctx := context.Background()
-	store := &putHookStore{memStore: newMemStore()}
+	store := &putHookStore{Store: memstore.New()}
 	r := New(store, Options{SyncInterval: time.Hour})
 	p := filepath.Join(t.TempDir(), "busy.db")
 	app, err := sqlite3.Open(p)
@@ -270,7 +271,7 @@ func TestOneSegmentPerSync(t *testing.T) {
 // pin its database while the others wait, and run out of descriptors.
 func TestPinBudgetIdleSync(t *testing.T) {
 	ctx := context.Background()
-	r := New(newMemStore(), Options{SyncInterval: 0, MaxPinned: 2})
+	r := New(memstore.New(), Options{SyncInterval: 0, MaxPinned: 2})
 	dir := t.TempDir()
 	for i := range 6 {
 		p := filepath.Join(dir, fmt.Sprintf("%d.db", i))
@@ -298,7 +299,7 @@ func TestPinBudgetIdleSync(t *testing.T) {
 // write waits for the interval.
 func TestNotifyWALUrgent(t *testing.T) {
 	ctx := context.Background()
-	r := New(newMemStore(), Options{SyncInterval: time.Hour})
+	r := New(memstore.New(), Options{SyncInterval: time.Hour})
 	p := filepath.Join(t.TempDir(), "big.db")
 	app, err := sqlite3.Open(p)
 	if err != nil {

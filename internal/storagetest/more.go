@@ -10,11 +10,11 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/walsync/walsync/replicate"
+	"github.com/walsync/walsync/internal/objstore"
 )
 
 // putAll stores a small distinct object under each key, a few at a time.
-func putAll(t *testing.T, s replicate.Storage, keys []string) {
+func putAll(t *testing.T, s objstore.Storage, keys []string) {
 	t.Helper()
 	g, ctx := errgroup.WithContext(t.Context())
 	g.SetLimit(8)
@@ -31,7 +31,7 @@ func putAll(t *testing.T, s replicate.Storage, keys []string) {
 
 // testConcurrentPut races Puts of one key: with the same content all
 // succeed; with different contents exactly one does, and it is stored.
-func testConcurrentPut(t *testing.T, s replicate.Storage) {
+func testConcurrentPut(t *testing.T, s objstore.Storage) {
 	const n = 8
 	same := content(13, 2000)
 	errs := make([]error, n)
@@ -64,7 +64,7 @@ func testConcurrentPut(t *testing.T, s replicate.Storage) {
 			t.Fatalf("concurrent Puts %d and %d of different content both succeeded", winner, i)
 		case err == nil:
 			winner = i
-		case !errors.Is(err, replicate.ErrExists):
+		case !errors.Is(err, objstore.ErrExists):
 			t.Fatalf("concurrent Put %d of different content err=%v, want nil or ErrExists", i, err)
 		}
 	}
@@ -76,7 +76,7 @@ func testConcurrentPut(t *testing.T, s replicate.Storage) {
 	}
 }
 
-func testDelete(t *testing.T, s replicate.Storage) {
+func testDelete(t *testing.T, s objstore.Storage) {
 	putAll(t, s, []string{"del/a", "del/b", "del/sub/c", "keep"})
 	if err := s.Delete(t.Context()); err != nil {
 		t.Fatalf("Delete(): %v", err)
@@ -85,7 +85,7 @@ func testDelete(t *testing.T, s replicate.Storage) {
 		t.Fatalf("Delete: %v", err)
 	}
 	for _, key := range []string{"del/a", "del/sub/c"} {
-		if _, err := s.Head(t.Context(), key); !errors.Is(err, replicate.ErrNotExist) {
+		if _, err := s.Head(t.Context(), key); !errors.Is(err, objstore.ErrNotExist) {
 			t.Fatalf("Head(%q) after Delete err=%v, want ErrNotExist", key, err)
 		}
 	}
@@ -103,7 +103,7 @@ func testDelete(t *testing.T, s replicate.Storage) {
 	}
 }
 
-func testOddKeys(t *testing.T, s replicate.Storage) {
+func testOddKeys(t *testing.T, s objstore.Storage) {
 	keys := []string{
 		"odd/with space",
 		"odd/plus+sign",
@@ -140,7 +140,7 @@ func testOddKeys(t *testing.T, s replicate.Storage) {
 	}
 }
 
-func testCanceled(t *testing.T, s replicate.Storage) {
+func testCanceled(t *testing.T, s objstore.Storage) {
 	data := []byte("data")
 	put(t, s, "ctx/a", data, nil)
 	ctx, cancel := context.WithCancel(t.Context())

@@ -1,15 +1,17 @@
 // Package storagetest is the contract suite for implementations of
-// [replicate.Storage]. Every backend runs it from its own tests:
+// [objstore.Storage] (which package replicate re-exports as
+// replicate.Storage). Every backend runs it from its own tests, and so does
+// internal/memstore, the in-memory store of the engine's unit tests:
 //
 //	func TestStore(t *testing.T) {
-//		storagetest.Run(t, func(t *testing.T) replicate.Storage {
+//		storagetest.Run(t, func(t *testing.T) objstore.Storage {
 //			return newEmptyStore(t)
 //		})
 //	}
 //
 // The suite checks what the engine relies on: never-overwriting,
 // idempotent Put; verified whole-object reads; exact ranged reads; missing
-// keys matching [replicate.ErrNotExist]; ordered, paged listing; batch
+// keys matching [objstore.ErrNotExist]; ordered, paged listing; batch
 // delete; odd characters in keys; and context cancellation.
 package storagetest
 
@@ -25,7 +27,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/walsync/walsync/replicate"
+	"github.com/walsync/walsync/internal/objstore"
 )
 
 // DefaultManyKeys is the number of keys the paging subtest writes unless
@@ -36,7 +38,7 @@ const DefaultManyKeys = 1001
 type Option func(*options)
 
 type options struct {
-	corrupt  func(t *testing.T, s replicate.Storage, key string)
+	corrupt  func(t *testing.T, s objstore.Storage, key string)
 	manyKeys int
 }
 
@@ -44,7 +46,7 @@ type options struct {
 // content of key in s (a store made by Run's newStore) with different bytes
 // of the same length, keeping the SHA-256 the backend stored with it, so
 // that only a verifying reader notices.
-func WithCorrupter(fn func(t *testing.T, s replicate.Storage, key string)) Option {
+func WithCorrupter(fn func(t *testing.T, s objstore.Storage, key string)) Option {
 	return func(o *options) { o.corrupt = fn }
 }
 
@@ -56,7 +58,7 @@ func WithManyKeys(n int) Option {
 // Run runs the contract suite as subtests of t. newStore must return an
 // empty store, separate from the ones it returned before; it may register
 // cleanups on the subtest it is given.
-func Run(t *testing.T, newStore func(t *testing.T) replicate.Storage, opts ...Option) {
+func Run(t *testing.T, newStore func(t *testing.T) objstore.Storage, opts ...Option) {
 	o := options{manyKeys: DefaultManyKeys}
 	for _, opt := range opts {
 		opt(&o)
@@ -96,7 +98,7 @@ func sum(b []byte) string {
 }
 
 // put stores data under key and fails the test on error.
-func put(t *testing.T, s replicate.Storage, key string, data []byte, meta map[string]string) {
+func put(t *testing.T, s objstore.Storage, key string, data []byte, meta map[string]string) {
 	t.Helper()
 	if err := s.Put(t.Context(), key, bytes.NewReader(data), int64(len(data)), meta); err != nil {
 		t.Fatalf("Put(%q): %v", key, err)
@@ -104,7 +106,7 @@ func put(t *testing.T, s replicate.Storage, key string, data []byte, meta map[st
 }
 
 // read returns what Get(key, off, n) reads, or the first error.
-func read(ctx context.Context, s replicate.Storage, key string, off, n int64) ([]byte, error) {
+func read(ctx context.Context, s objstore.Storage, key string, off, n int64) ([]byte, error) {
 	rc, err := s.Get(ctx, key, off, n)
 	if err != nil {
 		return nil, err
@@ -117,7 +119,7 @@ func read(ctx context.Context, s replicate.Storage, key string, off, n int64) ([
 }
 
 // get returns the whole object stored under key and fails the test on error.
-func get(t *testing.T, s replicate.Storage, key string) []byte {
+func get(t *testing.T, s objstore.Storage, key string) []byte {
 	t.Helper()
 	b, err := read(t.Context(), s, key, 0, -1)
 	if err != nil {
@@ -127,9 +129,9 @@ func get(t *testing.T, s replicate.Storage, key string) []byte {
 }
 
 // list collects List(prefix, startAfter) and fails the test on error.
-func list(t *testing.T, s replicate.Storage, prefix, startAfter string) []replicate.ObjectInfo {
+func list(t *testing.T, s objstore.Storage, prefix, startAfter string) []objstore.ObjectInfo {
 	t.Helper()
-	var infos []replicate.ObjectInfo
+	var infos []objstore.ObjectInfo
 	for info, err := range s.List(t.Context(), prefix, startAfter) {
 		if err != nil {
 			t.Fatalf("List(%q, %q): %v", prefix, startAfter, err)
@@ -139,7 +141,7 @@ func list(t *testing.T, s replicate.Storage, prefix, startAfter string) []replic
 	return infos
 }
 
-func keysOf(infos []replicate.ObjectInfo) []string {
+func keysOf(infos []objstore.ObjectInfo) []string {
 	keys := make([]string, len(infos))
 	for i, info := range infos {
 		keys[i] = info.Key
@@ -147,7 +149,7 @@ func keysOf(infos []replicate.ObjectInfo) []string {
 	return keys
 }
 
-func testPutGet(t *testing.T, s replicate.Storage) {
+func testPutGet(t *testing.T, s objstore.Storage) {
 	for _, size := range []int{0, 1, 4097, 1 << 20} {
 		key := fmt.Sprintf("putget/%d.bin", size)
 		data := content(1, size)
@@ -163,13 +165,13 @@ func testPutGet(t *testing.T, s replicate.Storage) {
 		if got, want := info.Size, int64(size); got != want {
 			t.Fatalf("Head(%q).Size=%d, want %d", key, got, want)
 		}
-		if got, want := info.Metadata[replicate.MetaSHA256], sum(data); got != want {
-			t.Fatalf("Head(%q).Metadata[%q]=%q, want %q", key, replicate.MetaSHA256, got, want)
+		if got, want := info.Metadata[objstore.MetaSHA256], sum(data); got != want {
+			t.Fatalf("Head(%q).Metadata[%q]=%q, want %q", key, objstore.MetaSHA256, got, want)
 		}
 	}
 }
 
-func testGetRange(t *testing.T, s replicate.Storage) {
+func testGetRange(t *testing.T, s objstore.Storage) {
 	data := content(2, 100)
 	put(t, s, "range", data, nil)
 	for _, tt := range []struct{ off, n, from, to int64 }{
@@ -195,24 +197,24 @@ func testGetRange(t *testing.T, s replicate.Storage) {
 	}
 }
 
-func testNotExist(t *testing.T, s replicate.Storage) {
+func testNotExist(t *testing.T, s objstore.Storage) {
 	put(t, s, "exists", []byte("x"), nil)
 	const key = "missing/key"
 	for _, r := range []struct{ off, n int64 }{{0, -1}, {1, 2}} {
 		_, err := read(t.Context(), s, key, r.off, r.n)
-		if !errors.Is(err, replicate.ErrNotExist) {
+		if !errors.Is(err, objstore.ErrNotExist) {
 			t.Fatalf("Get(%q, %d, %d) err=%v, want ErrNotExist", key, r.off, r.n, err)
 		}
 		if !strings.Contains(err.Error(), key) {
 			t.Fatalf("Get(%q) err=%q does not name the key", key, err)
 		}
 	}
-	if _, err := s.Head(t.Context(), key); !errors.Is(err, replicate.ErrNotExist) {
+	if _, err := s.Head(t.Context(), key); !errors.Is(err, objstore.ErrNotExist) {
 		t.Fatalf("Head(%q) err=%v, want ErrNotExist", key, err)
 	}
 }
 
-func testPutSame(t *testing.T, s replicate.Storage) {
+func testPutSame(t *testing.T, s objstore.Storage) {
 	data := content(3, 1000)
 	put(t, s, "same", data, nil)
 	put(t, s, "same", data, map[string]string{"other": "meta"})
@@ -221,12 +223,12 @@ func testPutSame(t *testing.T, s replicate.Storage) {
 	}
 }
 
-func testExists(t *testing.T, s replicate.Storage) {
+func testExists(t *testing.T, s objstore.Storage) {
 	data := content(4, 1000)
 	put(t, s, "exists", data, nil)
 	for _, other := range [][]byte{content(5, 1000), content(5, 10), {}} {
 		err := s.Put(t.Context(), "exists", bytes.NewReader(other), int64(len(other)), nil)
-		if !errors.Is(err, replicate.ErrExists) {
+		if !errors.Is(err, objstore.ErrExists) {
 			t.Fatalf("Put(%d other bytes) err=%v, want ErrExists", len(other), err)
 		}
 		if !strings.Contains(err.Error(), "exists") {
@@ -238,7 +240,7 @@ func testExists(t *testing.T, s replicate.Storage) {
 	}
 }
 
-func testPutRewinds(t *testing.T, s replicate.Storage) {
+func testPutRewinds(t *testing.T, s objstore.Storage) {
 	data := content(6, 1000)
 	r := bytes.NewReader(data)
 	if _, err := r.Seek(0, io.SeekEnd); err != nil {
@@ -252,23 +254,23 @@ func testPutRewinds(t *testing.T, s replicate.Storage) {
 	}
 }
 
-func testShortReader(t *testing.T, s replicate.Storage) {
+func testShortReader(t *testing.T, s objstore.Storage) {
 	data := content(7, 100)
 	if err := s.Put(t.Context(), "short", bytes.NewReader(data), 101, nil); err == nil {
 		t.Fatalf("Put of 100 bytes with size 101 succeeded")
 	}
-	if _, err := s.Head(t.Context(), "short"); !errors.Is(err, replicate.ErrNotExist) {
+	if _, err := s.Head(t.Context(), "short"); !errors.Is(err, objstore.ErrNotExist) {
 		t.Fatalf("Head after failed Put err=%v, want ErrNotExist", err)
 	}
 }
 
-func testChecksum(t *testing.T, s replicate.Storage, corrupt func(*testing.T, replicate.Storage, string)) {
+func testChecksum(t *testing.T, s objstore.Storage, corrupt func(*testing.T, objstore.Storage, string)) {
 	const key = "corrupt/object"
 	data := content(8, 5000)
 	put(t, s, key, data, nil)
 	corrupt(t, s, key)
 	_, err := read(t.Context(), s, key, 0, -1)
-	if !errors.Is(err, replicate.ErrChecksum) {
+	if !errors.Is(err, objstore.ErrChecksum) {
 		t.Fatalf("Get of corrupted object err=%v, want ErrChecksum", err)
 	}
 	if !strings.Contains(err.Error(), key) {
@@ -276,11 +278,11 @@ func testChecksum(t *testing.T, s replicate.Storage, corrupt func(*testing.T, re
 	}
 }
 
-func testHeadMetadata(t *testing.T, s replicate.Storage) {
+func testHeadMetadata(t *testing.T, s objstore.Storage) {
 	data := content(9, 321)
 	meta := map[string]string{
-		replicate.MetaTimestamp: "2025-01-02T03:04:05.123456789Z",
-		"walsync-x":             "printable ASCII: ~!@#$%^&*()",
+		objstore.MetaTimestamp: "2025-01-02T03:04:05.123456789Z",
+		"walsync-x":            "printable ASCII: ~!@#$%^&*()",
 	}
 	put(t, s, "meta/object", data, meta)
 	info, err := s.Head(t.Context(), "meta/object")
@@ -296,7 +298,7 @@ func testHeadMetadata(t *testing.T, s replicate.Storage) {
 	if info.ModTime.IsZero() {
 		t.Fatalf("Head.ModTime is zero")
 	}
-	meta[replicate.MetaSHA256] = sum(data)
+	meta[objstore.MetaSHA256] = sum(data)
 	if got, want := len(info.Metadata), len(meta); got != want {
 		t.Fatalf("Head.Metadata=%q, want %q", info.Metadata, meta)
 	}
@@ -307,7 +309,7 @@ func testHeadMetadata(t *testing.T, s replicate.Storage) {
 	}
 }
 
-func testList(t *testing.T, s replicate.Storage) {
+func testList(t *testing.T, s objstore.Storage) {
 	// '-' sorts before '/', which sorts before letters: a backend that walks
 	// directories must still yield keys in byte order.
 	keys := []string{"a-b", "a/1", "a/2", "a/b/1", "a/b/2", "ab/c", "b"}
@@ -351,7 +353,7 @@ func testList(t *testing.T, s replicate.Storage) {
 	}
 }
 
-func testListMany(t *testing.T, s replicate.Storage, n int) {
+func testListMany(t *testing.T, s objstore.Storage, n int) {
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("many/%06d", i)
