@@ -38,6 +38,19 @@ func ltxKey(name string, level int, minTXID, maxTXID ltx.TXID) string {
 	return levelPrefix(name, level) + ltx.FormatFilename(minTXID, maxTXID)
 }
 
+// parseLevel parses a level element of a key: exactly 4 hex digits, no
+// sign, at most maxLevel.
+func parseLevel(s string) (int, bool) {
+	if len(s) != 4 {
+		return 0, false
+	}
+	level, err := strconv.ParseUint(s, 16, 8)
+	if err != nil || level > maxLevel {
+		return 0, false
+	}
+	return int(level), true
+}
+
 // ltxFile identifies one LTX object.
 type ltxFile struct {
 	level   int

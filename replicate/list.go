@@ -40,8 +40,8 @@ func ListDatabases(ctx context.Context, store Storage) ([]DatabaseInfo, error) {
 			continue
 		}
 		name := obj.Key[:j]
-		var level int
-		if _, err := fmt.Sscanf(obj.Key[j+1:i], "%04x", &level); err != nil || len(obj.Key[j+1:i]) != 4 || level > maxLevel {
+		level, ok := parseLevel(obj.Key[j+1 : i])
+		if !ok {
 			continue
 		}
 		f, err := parseLTXKey(obj.Key[:i+1], obj.Key, level)

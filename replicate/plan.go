@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -28,8 +28,9 @@ const maxLevel = SnapshotLevel
 
 // listLTXFiles lists every LTX file of a database, all levels, ordered by
 // level then TXID, with one LIST. Keys that are not well-formed LTX names of
-// this database (other databases whose names extend this one's included)
-// are ignored.
+// this database (other databases whose names extend this one's included,
+// and keys outside the prefix that a broken backend might return) are
+// ignored.
 func listLTXFiles(ctx context.Context, store Storage, name string) ([]ltxFile, error) {
 	var files []ltxFile
 	prefix := name + "/"
@@ -37,15 +38,15 @@ func listLTXFiles(ctx context.Context, store Storage, name string) ([]ltxFile, e
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", prefix, err)
 		}
-		rest := obj.Key[len(prefix):]
-		if len(rest) < 5 || rest[4] != '/' {
+		rest, ok := strings.CutPrefix(obj.Key, prefix)
+		if !ok || len(rest) < 5 || rest[4] != '/' {
 			continue
 		}
-		level, err := strconv.ParseUint(rest[:4], 16, 8)
-		if err != nil || level > maxLevel {
+		level, ok := parseLevel(rest[:4])
+		if !ok {
 			continue
 		}
-		f, err := parseLTXKey(obj.Key[:len(prefix)+5], obj.Key, int(level))
+		f, err := parseLTXKey(prefix+rest[:5], obj.Key, level)
 		if err != nil || (level == SnapshotLevel && f.minTXID != 1) {
 			continue
 		}
