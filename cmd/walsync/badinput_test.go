@@ -137,3 +137,50 @@ func TestCorruptSegment(t *testing.T) {
 		t.Error("output written despite the corruption")
 	}
 }
+
+// TestMissingDirTarget: the read-only commands (list, restore) never create
+// a file:// target; a missing directory is a one-line error naming it and a
+// non-zero exit. The commands that write (snapshot, like watch) create it.
+func TestMissingDirTarget(t *testing.T) {
+	dir := t.TempDir()
+	typo := filepath.Join(dir, "typo", "backups")
+	out := filepath.Join(dir, "out.db")
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"List", []string{"list", "-b", "file://" + typo}},
+		{"Restore", []string{"restore", "app", "-b", "file://" + typo, "-o", out}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := run(t, c.args...)
+			if r.code == 0 {
+				t.Fatalf("exit 0, want failure; stdout: %q", r.stdout)
+			}
+			lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+			if got, want := len(lines), 1; got != want {
+				t.Fatalf("stderr has %d lines, want %d:\n%s", got, want, r.stderr)
+			}
+			if !strings.Contains(lines[0], typo) {
+				t.Fatalf("error %q does not name %s", lines[0], typo)
+			}
+			for _, p := range []string{filepath.Join(dir, "typo"), out} {
+				if _, err := os.Lstat(p); err == nil {
+					t.Fatalf("%s was created", p)
+				}
+			}
+		})
+	}
+	t.Run("SnapshotCreates", func(t *testing.T) {
+		db := filepath.Join(t.TempDir(), "app.db")
+		createDB(t, db)
+		target := filepath.Join(dir, "new", "backups")
+		mustRun(t, "snapshot", db, "-b", "file://"+target, "--name", "app")
+		if fi, err := os.Stat(target); err != nil || !fi.IsDir() {
+			t.Fatalf("snapshot did not create %s: %v", target, err)
+		}
+		if got := mustRun(t, "list", "-b", "file://"+target); !strings.Contains(got, "app") {
+			t.Fatalf("list after snapshot=%q, want the database app", got)
+		}
+	})
+}

@@ -29,7 +29,7 @@ func newListCmd(g *globals) *cobra.Command {
 }
 
 func runList(ctx context.Context, g *globals, target string, asJSON bool) error {
-	store, err := openStorage(ctx, target)
+	store, err := openExistingStorage(ctx, target)
 	if err != nil {
 		return err
 	}

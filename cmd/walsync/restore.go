@@ -153,7 +153,7 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions, name string)
 	if filepath.IsAbs(name) {
 		name = strings.TrimPrefix(filepath.ToSlash(filepath.Clean(name)), "/")
 	}
-	store, err := openStorage(ctx, o.target)
+	store, err := openExistingStorage(ctx, o.target)
 	if err != nil {
 		return err
 	}

@@ -12,10 +12,26 @@ import (
 	"github.com/walsync/walsync/s3"
 )
 
-// openStorage opens the target named by a URL: s3://bucket[/prefix][?...]
-// or file:///absolute/dir. For S3 it checks the bucket is reachable so a
-// bad endpoint, bucket or credential fails at once with one line.
+// openStorage opens the target named by a URL, for the commands that write
+// to it (watch, snapshot, bench): s3://bucket[/prefix][?...] or
+// file:///absolute/dir, whose directory is created if missing. For S3 it
+// checks the bucket is reachable so a bad endpoint, bucket or credential
+// fails at once with one line.
 func openStorage(ctx context.Context, rawURL string) (replicate.Storage, error) {
+	return openTarget(ctx, rawURL, true)
+}
+
+// openExistingStorage opens the target named by a URL for the commands that
+// only read it (list, restore): a file:// directory must exist, so that a
+// mistyped one is an error naming it rather than an empty target, and
+// nothing is created.
+func openExistingStorage(ctx context.Context, rawURL string) (replicate.Storage, error) {
+	return openTarget(ctx, rawURL, false)
+}
+
+// openTarget opens the target named by a URL; create says whether a
+// missing file:// directory is created.
+func openTarget(ctx context.Context, rawURL string, create bool) (replicate.Storage, error) {
 	if rawURL == "" {
 		return nil, fmt.Errorf("no target: give -b s3://bucket/prefix or -b file:///dir")
 	}
@@ -43,6 +59,9 @@ func openStorage(ctx context.Context, rawURL string) (replicate.Storage, error) 
 		}
 		if !filepath.IsAbs(u.Path) || u.RawQuery != "" {
 			return nil, fmt.Errorf("target URL %q: file URLs take an absolute path: file:///dir", rawURL)
+		}
+		if !create {
+			return dirstore.OpenExisting(u.Path)
 		}
 		return dirstore.Open(u.Path)
 	case "":

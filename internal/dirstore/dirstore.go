@@ -52,6 +52,10 @@ var (
 	// ErrInvalidMeta is returned by Put for user metadata that does not have
 	// lower-case keys and printable ASCII values.
 	ErrInvalidMeta = errors.New("invalid metadata")
+
+	// ErrNoDir is returned by OpenExisting for a directory that does not
+	// exist.
+	ErrNoDir = errors.New("no such directory")
 )
 
 // metaAttr is the extended attribute holding an object's metadata.
@@ -71,14 +75,28 @@ type Store struct {
 
 // Open returns a Store for dir, creating the directory (mode 0700) if it does
 // not exist. Close releases it.
-func Open(dir string) (*Store, error) {
+func Open(dir string) (*Store, error) { return open(dir, true) }
+
+// OpenExisting returns a Store for dir, which must exist: it creates
+// nothing, and a missing directory is an error matching [ErrNoDir] that
+// names it. It is for readers (listing and restoring), for which a missing
+// directory is a mistyped target rather than an empty one. Close releases
+// it.
+func OpenExisting(dir string) (*Store, error) { return open(dir, false) }
+
+func open(dir string, create bool) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("dirstore: open: empty directory name")
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("dirstore: open: %w", err)
+	if create {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("dirstore: open: %w", err)
+		}
 	}
 	root, err := os.OpenRoot(dir)
+	if !create && errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("dirstore: open %s: %w", dir, ErrNoDir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dirstore: open: %w", err)
 	}

@@ -64,6 +64,32 @@ func TestOpen(t *testing.T) {
 	})
 }
 
+func TestOpenExisting(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		s, err := dirstore.OpenExisting(t.TempDir())
+		if err != nil {
+			t.Fatalf("OpenExisting: %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("ErrNoDir", func(t *testing.T) {
+		parent := filepath.Join(t.TempDir(), "typo")
+		dir := filepath.Join(parent, "dir")
+		_, err := dirstore.OpenExisting(dir)
+		if !errors.Is(err, dirstore.ErrNoDir) {
+			t.Fatalf("OpenExisting(missing) err=%v, want ErrNoDir", err)
+		}
+		if !strings.Contains(err.Error(), dir) {
+			t.Fatalf("err=%q does not name %s", err, dir)
+		}
+		if _, err := os.Lstat(parent); err == nil {
+			t.Fatalf("OpenExisting created %s", parent)
+		}
+	})
+}
+
 func put(t *testing.T, s *dirstore.Store, key, data string) {
 	t.Helper()
 	if err := s.Put(t.Context(), key, strings.NewReader(data), int64(len(data)), nil); err != nil {
