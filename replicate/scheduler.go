@@ -140,10 +140,11 @@ func (s *scheduler) run(ctx context.Context) {
 	defer timer.Stop()
 	for {
 		due, next := s.takeDue(time.Now())
-		for _, d := range due {
+		for i, d := range due {
 			select {
 			case s.work <- d:
 			case <-ctx.Done():
+				s.putBack(due[i:])
 				return
 			}
 		}
@@ -185,6 +186,25 @@ func (s *scheduler) takeDue(now time.Time) (due []*DB, next time.Time) {
 	clear(s.waiting[len(keep):])
 	s.waiting = keep
 	return due, next
+}
+
+// putBack returns databases that takeDue marked running but that were never
+// handed to a worker, because the scheduler is stopping, to the waiting
+// list: not running, the flushes of the sync they were taken for waiting
+// again. The stop then completes those flushes with errStopped, as it does
+// for every waiting database, and the next notify schedules them (their
+// last sync start stays the time they were taken, so that is at most one
+// interval late). Nothing is lost: Replicator.Run syncs every database once
+// the scheduler has stopped.
+func (s *scheduler) putBack(dbs []*DB) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range dbs {
+		st := &d.sched
+		st.running, st.rerun, st.waiting = false, false, true
+		st.flushes, st.inRun = append(st.inRun, st.flushes...), nil
+		s.waiting = append(s.waiting, d)
+	}
 }
 
 func (s *scheduler) worker(ctx context.Context) {
@@ -247,7 +267,9 @@ func (s *scheduler) done(d *DB, err error) (gone bool) {
 	return false
 }
 
-// errStopped completes flushes still waiting when the scheduler stops.
+// errStopped completes flushes still waiting when the scheduler stops,
+// including those of databases taken for dispatch but never handed to a
+// worker (see putBack).
 var errStopped = errors.New("replicator stopped")
 
 // fail completes one database of the flush with err (nil: success).
