@@ -132,7 +132,7 @@ func (f *fixture) wantSnapshot(reason string) {
 
 func TestDiscontinuities(t *testing.T) {
 	t.Run("WALRestartedByAnotherProcess", func(t *testing.T) {
-		f := newFixture(t, Options{SyncInterval: 0})
+		f := newFixture(t, Options{SyncInterval: SyncImmediately})
 		f.write(5)
 		f.sync()
 		// Simulate a writer that ignores the pin: release the slot, let
@@ -145,7 +145,7 @@ func TestDiscontinuities(t *testing.T) {
 		f.checkRestore()
 	})
 	t.Run("WALTruncatedByAnotherProcess", func(t *testing.T) {
-		f := newFixture(t, Options{SyncInterval: 0})
+		f := newFixture(t, Options{SyncInterval: SyncImmediately})
 		f.write(5)
 		f.sync()
 		f.d.pin.unlockSlot()
@@ -156,7 +156,7 @@ func TestDiscontinuities(t *testing.T) {
 		f.checkRestore()
 	})
 	t.Run("DatabaseReplaced", func(t *testing.T) {
-		f := newFixture(t, Options{SyncInterval: 0})
+		f := newFixture(t, Options{SyncInterval: SyncImmediately})
 		f.write(5)
 		f.sync()
 		other := filepath.Join(f.dir, "other.sqlite")
@@ -169,17 +169,17 @@ func TestDiscontinuities(t *testing.T) {
 		f.checkRestore()
 	})
 	t.Run("DownWhileAppCheckpointed", func(t *testing.T) {
-		f := newFixture(t, Options{SyncInterval: 0})
+		f := newFixture(t, Options{SyncInterval: SyncImmediately})
 		f.write(5)
 		f.sync()
 		f.r.Close()
 		runSQLite(t, f.path, "INSERT INTO t VALUES (100, zeroblob(10)); PRAGMA wal_checkpoint(TRUNCATE); INSERT INTO t VALUES (101, zeroblob(10));")
-		f.start(Options{SyncInterval: 0})
+		f.start(Options{SyncInterval: SyncImmediately})
 		f.wantSnapshot("WAL changed while walsync was not running")
 		f.checkRestore()
 	})
 	t.Run("NoDiscontinuityAcrossOwnCheckpoints", func(t *testing.T) {
-		f := newFixture(t, Options{SyncInterval: 0, CheckpointFrames: 5})
+		f := newFixture(t, Options{SyncInterval: SyncImmediately, CheckpointFrames: 5})
 		for range 10 {
 			f.write(4)
 			f.sync()
@@ -203,7 +203,7 @@ func TestDiscontinuities(t *testing.T) {
 		f.checkRestore()
 	})
 	t.Run("ScheduledSnapshot", func(t *testing.T) {
-		f := newFixture(t, Options{SyncInterval: 0, SnapshotInterval: 1})
+		f := newFixture(t, Options{SyncInterval: SyncImmediately, SnapshotInterval: 1})
 		f.write(3)
 		f.sync()
 		if got := f.snapshots(); len(got) < 2 || !strings.Contains(got[len(got)-1], "scheduled") {
@@ -243,7 +243,7 @@ func TestDuplicateName(t *testing.T) {
 // temporary file and restored intact; a small MaxSegmentBytes splits a
 // backlog at transaction boundaries.
 func TestLargeTransaction(t *testing.T) {
-	f := newFixture(t, Options{SyncInterval: 0, MaxSegmentBytes: 256 << 10, SpoolDir: t.TempDir()})
+	f := newFixture(t, Options{SyncInterval: SyncImmediately, MaxSegmentBytes: 256 << 10, SpoolDir: t.TempDir()})
 	runSQLite(t, f.path, "BEGIN; WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 1500) INSERT INTO t SELECT i, randomblob(4000) FROM c; COMMIT;")
 	f.write(50)
 	before := f.r.Stats().Segments

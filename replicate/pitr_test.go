@@ -32,7 +32,7 @@ func TestPointInTime(t *testing.T) {
 	store := s3Store(t)
 	db := filepath.Join(t.TempDir(), "pitr.db")
 	sqlite(t, db, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER);")
-	r := replicate.New(store, replicate.Options{SyncInterval: 0})
+	r := replicate.New(store, replicate.Options{SyncInterval: replicate.SyncImmediately})
 	defer r.Close()
 	d, err := r.Add(ctx, db, "pitr")
 	if err != nil {
@@ -125,7 +125,7 @@ func TestResumeWithoutSnapshot(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "r.db")
 	sqlite(t, db, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER, v BLOB);")
 	for round := range 3 {
-		r := replicate.New(store, replicate.Options{SyncInterval: 0})
+		r := replicate.New(store, replicate.Options{SyncInterval: replicate.SyncImmediately})
 		if _, err := r.Add(ctx, db, "r"); err != nil {
 			t.Fatal(err)
 		}

@@ -34,7 +34,7 @@ func TestReplicateRestore(t *testing.T) {
 	db := filepath.Join(dir, "app.db")
 	sqlite(t, db, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
 	store := memstore.New()
-	r := replicate.New(store, replicate.Options{SyncInterval: 0})
+	r := replicate.New(store, replicate.Options{SyncInterval: replicate.SyncImmediately})
 	defer r.Close()
 	if _, err := r.Add(ctx, db, "app"); err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func TestCheckpointsNeverLoseFrames(t *testing.T) {
 	db := filepath.Join(dir, "app.db")
 	sqlite(t, db, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);")
 	store := memstore.New()
-	r := replicate.New(store, replicate.Options{SyncInterval: 0, CheckpointFrames: 20})
+	r := replicate.New(store, replicate.Options{SyncInterval: replicate.SyncImmediately, CheckpointFrames: 20})
 	defer r.Close()
 	if _, err := r.Add(ctx, db, "app"); err != nil {
 		t.Fatal(err)

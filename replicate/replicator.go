@@ -41,10 +41,16 @@ const (
 	DefaultShutdownTimeout  = 30 * time.Second
 )
 
+// SyncImmediately, as [Options].SyncInterval, uploads each database's
+// changes as soon as they are seen instead of gathering them for an
+// interval: one PUT per commit of a busy database.
+const SyncImmediately time.Duration = -1
+
 // Options configures a [Replicator]. Zero values select the defaults.
 type Options struct {
 	// SyncInterval is how long changes of one database are gathered into one
-	// segment; 0 uploads at once. Negative selects DefaultSyncInterval.
+	// segment. Zero selects DefaultSyncInterval; [SyncImmediately] (any
+	// negative value) uploads at once.
 	SyncInterval time.Duration
 
 	// SnapshotInterval is how often an active database gets a full snapshot.
@@ -79,7 +85,7 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.SyncInterval < 0 {
+	if o.SyncInterval == 0 {
 		o.SyncInterval = DefaultSyncInterval
 	}
 	if o.SnapshotInterval <= 0 {

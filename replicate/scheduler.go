@@ -46,9 +46,11 @@ type flush struct {
 	errs []error
 }
 
+// newScheduler returns a scheduler that syncs each database at most once per
+// interval; a negative interval ([SyncImmediately]) is none.
 func newScheduler(interval time.Duration, workers int, log *slog.Logger) *scheduler {
 	return &scheduler{
-		interval: interval,
+		interval: max(interval, 0),
 		workers:  workers,
 		log:      log,
 		kick:     make(chan struct{}, 1),

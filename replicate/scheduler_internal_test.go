@@ -150,7 +150,7 @@ func TestIdleDatabasesCostNothing(t *testing.T) {
 func TestPinBudget(t *testing.T) {
 	ctx := context.Background()
 	store := memstore.New()
-	r := New(store, Options{SyncInterval: 0, MaxPinned: 2})
+	r := New(store, Options{SyncInterval: SyncImmediately, MaxPinned: 2})
 	dir := t.TempDir()
 	var paths []string
 	for i := range 6 {
@@ -271,7 +271,7 @@ func TestOneSegmentPerSync(t *testing.T) {
 // pin its database while the others wait, and run out of descriptors.
 func TestPinBudgetIdleSync(t *testing.T) {
 	ctx := context.Background()
-	r := New(memstore.New(), Options{SyncInterval: 0, MaxPinned: 2})
+	r := New(memstore.New(), Options{SyncInterval: SyncImmediately, MaxPinned: 2})
 	dir := t.TempDir()
 	for i := range 6 {
 		p := filepath.Join(dir, fmt.Sprintf("%d.db", i))

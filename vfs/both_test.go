@@ -25,7 +25,7 @@ func TestOneProcessBothPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := replicate.New(store, replicate.Options{SyncInterval: 0})
+	r := replicate.New(store, replicate.Options{SyncInterval: replicate.SyncImmediately})
 	e := &env{t: t, ctx: ctx, dir: t.TempDir(), r: r}
 	vfsSeq++
 	if e.v, err = vfs.Register(fmt.Sprintf("walsync-both-%d", vfsSeq), r, vfs.Options{}); err != nil {

@@ -45,7 +45,7 @@ func newEnv(t *testing.T, opts vfs.Options) *env {
 		t.Fatal(err)
 	}
 	e.store = st
-	e.r = replicate.New(st, replicate.Options{SyncInterval: 0})
+	e.r = replicate.New(st, replicate.Options{SyncInterval: replicate.SyncImmediately})
 	vfsSeq++
 	name := fmt.Sprintf("walsync-test-%d", vfsSeq)
 	if e.v, err = vfs.Register(name, e.r, opts); err != nil {

@@ -62,6 +62,24 @@ func (o *watchOptions) validate(args []string) error {
 	return nil
 }
 
+// replicateOptions maps the validated flags to the library's options.
+// --sync-interval 0 means "upload at once", which the library spells
+// [replicate.SyncImmediately] (its zero value selects the default).
+func (o *watchOptions) replicateOptions(log *slog.Logger) replicate.Options {
+	syncInterval := o.syncInterval
+	if syncInterval == 0 {
+		syncInterval = replicate.SyncImmediately
+	}
+	return replicate.Options{
+		SyncInterval:     syncInterval,
+		SnapshotInterval: o.snapshotInterval,
+		CheckpointFrames: o.checkpointFrames,
+		Concurrency:      o.concurrency,
+		SpoolDir:         o.spoolDir,
+		Logger:           log,
+	}
+}
+
 func newWatchCmd(g *globals) *cobra.Command {
 	o := &watchOptions{}
 	cmd := &cobra.Command{
@@ -99,14 +117,7 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 	if err != nil {
 		return err
 	}
-	r := replicate.New(store, replicate.Options{
-		SyncInterval:     o.syncInterval,
-		SnapshotInterval: o.snapshotInterval,
-		CheckpointFrames: o.checkpointFrames,
-		Concurrency:      o.concurrency,
-		SpoolDir:         o.spoolDir,
-		Logger:           log,
-	})
+	r := replicate.New(store, o.replicateOptions(log))
 	for _, p := range args {
 		if _, err := r.Add(ctx, p, o.name); err != nil {
 			r.Close()
