@@ -7,14 +7,13 @@ import (
 	"net/url"
 	"os"
 	"sync"
-
-	"github.com/walsync/walsync/internal/wal"
-
 	"time"
 
 	"github.com/ncruces/go-sqlite3"
 	"github.com/ncruces/go-sqlite3/util/vfsutil"
 	"github.com/ncruces/go-sqlite3/vfs"
+
+	"github.com/walsync/walsync/internal/wal"
 )
 
 // maxWALFileBytes is the WAL file size above which walsync also truncates
@@ -22,7 +21,8 @@ import (
 const maxWALFileBytes = 64 << 20
 
 // maybeCheckpoint lets SQLite restart the WAL once its current generation
-// holds Options.CheckpointFrames frames, all of them replicated.
+// holds Options.CheckpointFrames frames, all of them replicated (the
+// Following → HandedOver transition, on the watch path).
 //
 // The pin stops everyone else from restarting the WAL, so walsync owns WAL
 // restarts (an application's RESTART or TRUNCATE checkpoint returns busy,
@@ -36,55 +36,67 @@ const maxWALFileBytes = 64 << 20
 //     WAL-index says not every frame is in the database yet, give up until
 //     a later sync (after 4x CheckpointFrames, run a PASSIVE checkpoint on
 //     a short-lived connection for applications that never checkpoint).
-//  2. Capture every committed frame not yet replicated (normally none).
+//  2. Capture every committed frame not yet replicated (normally none), and
+//     check that the capture reached the WAL-index's last commit frame: if
+//     the checksum chain ends before it (a torn or stale frame), the frames
+//     after the break cannot be read, which is a discontinuity.
 //  3. Take READ_LOCK(0), release the slot, release the write lock. No
 //     checkpoint can copy frames now, so only this fully copied generation
 //     can be restarted, and all of it has been captured. The next writer
 //     restarts the WAL; the new generation cannot be restarted in turn
-//     until walsync has read it and swapped READ_LOCK(0) back for a slot
-//     (DB.repin).
+//     until walsync has read it and swapped READ_LOCK(0) back for a slot.
+//     A connection whose read transaction began before the checkpoint may
+//     append to the old generation instead: walsync then takes its slot
+//     back at once (HandedOver on evCommits), so the application's next
+//     checkpoint can copy those frames.
 //  4. Rarely, when the WAL file has grown past 64 MiB, a TRUNCATE checkpoint
 //     on a short-lived connection shrinks it; a gate on the WAL's Truncate
 //     captures any committed frame not yet replicated before it is lost.
 func (d *DB) maybeCheckpoint(ctx context.Context) error {
-	if d.app != nil {
-		return nil // the application checkpoints; the VFS gate protects the WAL
-	}
-	if d.pos.IsZero() || d.newGenOK || len(d.pending) > 0 || d.pin.shm == nil {
+	if d.app != nil || d.st != stateFollowing || d.pos.IsZero() || len(d.pending) > 0 || d.pin.shm == nil || d.pin.slot == 0 {
 		return nil
 	}
-	frames := (d.pos.Offset - wal.HeaderSize) / (wal.FrameHeaderSize + int64(d.walPageSize()))
+	frames := d.framesAt(d.pos)
 	limit := int64(d.r.opts.CheckpointFrames)
 	if frames < limit {
 		return nil
-	}
-	if d.pin.slot == 0 {
-		// An earlier hand-over found frames not copied: take the slot back
-		// so checkpoints can copy them.
-		if err := d.repin(); err != nil {
-			return err
-		}
 	}
 	st, ok := d.pin.state()
 	if ok && sameSalts(d.pos, st) && st.nBackfill < st.mxFrame && frames >= 4*limit {
 		if err := d.passiveCheckpoint(ctx); err != nil {
 			return err
 		}
-		st, ok = d.pin.state()
 	}
+	handed, err := d.handOver(evBackfilled)
+	if err != nil || !handed {
+		return err
+	}
+	if fi, err := os.Stat(d.walPath); err == nil && fi.Size() > maxWALFileBytes {
+		return d.truncateWAL(ctx)
+	}
+	return nil
+}
+
+// handOver carries out actHandOver (steps 1 to 3 above) and takes the
+// transition for ev, evBackfilled or evAppClosed. It reports false if the
+// WAL is not fully copied into the database or a writer is active. The
+// caller holds d.mu.
+func (d *DB) handOver(ev event) (bool, error) {
+	st, ok := d.pin.state()
 	if !ok || !sameSalts(d.pos, st) || st.nBackfill < st.mxFrame {
-		return nil
+		return false, nil
 	}
 	if err := d.pin.lockWriter(); errors.Is(err, errLockBusy) {
-		return nil // a writer is active; try again later
+		return false, nil // a writer is active; try again later
 	} else if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+		return false, fmt.Errorf("checkpoint: %w", err)
 	}
 	st, ok = d.pin.state()
 	if !ok || !sameSalts(d.pos, st) || st.nBackfill < st.mxFrame {
-		return d.pin.unlockWriter()
+		return false, d.pin.unlockWriter()
 	}
 	err := d.captureTail()
+	short := err == nil && d.framesAt(d.pos) < int64(st.mxFrame)
 	if err == nil {
 		err = d.pin.lockZero()
 	}
@@ -95,12 +107,86 @@ func (d *DB) maybeCheckpoint(ctx context.Context) error {
 		err = uerr
 	}
 	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+		return false, fmt.Errorf("checkpoint: %w", err)
 	}
-	d.newGenOK = true
+	if short {
+		// The snapshot reads the database file alone: every frame is in
+		// it, and READ_LOCK(0) keeps it so.
+		d.apply(evChainShort, fmt.Sprintf("%s (frame %d of %d)", whyChain, d.framesAt(d.pos), st.mxFrame))
+		return false, nil
+	}
+	d.apply(ev, "")
 	d.r.stats.checkpoints.Add(1)
-	if fi, err := os.Stat(d.walPath); err == nil && fi.Size() > maxWALFileBytes {
-		return d.truncateWAL(ctx)
+	return true, nil
+}
+
+// framesAt returns the number of frames before pos in its generation.
+func (d *DB) framesAt(pos wal.Pos) int64 {
+	if pos.Offset < wal.HeaderSize {
+		return 0
+	}
+	return (pos.Offset - wal.HeaderSize) / (wal.FrameHeaderSize + int64(d.walPageSize()))
+}
+
+// closeIfAppClosed leaves a watched database whose application closed its
+// last connection as SQLite would, once everything in its WAL is captured
+// and uploaded: the WAL is checkpointed into the database and truncated to
+// zero bytes, so the database file alone is the database and can be copied
+// or replaced while the application is stopped. (SQLite's last connection
+// deletes the WAL; walsync keeps an empty one, and its pin on the
+// WAL-index, so that the next session's first frames are protected before
+// walsync has read them. For SQLite an empty WAL is no WAL.)
+//
+// Following → HandedOver (hand-over, whatever the WAL's length) →
+// Closed (TRUNCATE checkpoint, slot taken back), both on evAppClosed.
+func (d *DB) closeIfAppClosed(ctx context.Context) error {
+	if d.app != nil || d.pin.shm == nil || len(d.pending) > 0 || d.unsure {
+		return nil
+	}
+	if d.st != stateFollowing && d.st != stateHandedOver {
+		return nil
+	}
+	if d.pin.othersAttached() {
+		return nil
+	}
+	if d.st == stateFollowing {
+		if d.pos.IsZero() {
+			return nil
+		}
+		if st, ok := d.pin.state(); ok && sameSalts(d.pos, st) && st.nBackfill < st.mxFrame {
+			if err := d.passiveCheckpoint(ctx); err != nil {
+				return err
+			}
+		}
+		handed, err := d.handOver(evAppClosed)
+		if err != nil || !handed {
+			return err
+		}
+	}
+	if transition(d.st, evAppClosed).act != actClose {
+		return nil
+	}
+	if err := d.truncateWAL(ctx); err != nil {
+		d.logger().Debug("truncate wal after the application closed", "error", err)
+		return nil
+	}
+	if fi, err := os.Stat(d.walPath); err != nil || fi.Size() != 0 || d.pin.othersAttached() {
+		return nil // written or opened meanwhile: the next sync follows it
+	}
+	if err := d.retake(); err != nil || d.pin.slot == 0 {
+		return err
+	}
+	gen := d.pos
+	d.apply(evAppClosed, "")
+	stamp, err := stampOf(d.path)
+	if err != nil {
+		return nil
+	}
+	// For a restart of walsync: the chain continues over this file, if it
+	// is unchanged.
+	rec := closedRecord{After: d.txid, Gen: [2]uint32{gen.Salt1, gen.Salt2}, Stamp: stamp}
+	if err := writeRecord(d.recordDir(), rec); err != nil {
+		d.logger().Debug("record closed wal", "error", err)
 	}
 	return nil
 }
@@ -132,7 +218,7 @@ func (d *DB) truncateWAL(ctx context.Context) error {
 	if err := conn.BusyTimeout(0); err != nil {
 		return fmt.Errorf("truncate wal: %w", err)
 	}
-	unregister := setGate(d.walPath, func() error {
+	unregister := setGate(d.walPath, 0, func() error {
 		if err := d.captureTail(); err != nil {
 			d.discontinuity("capture before WAL truncate failed: " + err.Error())
 		}
@@ -145,38 +231,9 @@ func (d *DB) truncateWAL(ctx context.Context) error {
 	return nil
 }
 
-// captureTail captures the committed frames after the replicated position
-// into a pending segment, before the WAL can be restarted or truncated.
-func (d *DB) captureTail() error {
-	wf, err := d.openWAL()
-	if err != nil || wf == nil {
-		return err
-	}
-	defer wf.f.Close()
-	if !d.pos.SameGen(wf.hdr) && d.app != nil && d.app.nextIs(wf.hdr) {
-		// A generation the VFS announced and no sync has read yet: it is
-		// the one being reset, and all of it must be captured.
-		d.pos, d.app.next, d.app.closed = wf.hdr.Start(), nil, false
-	}
-	if !d.pos.SameGen(wf.hdr) || wf.size < d.pos.Offset {
-		return nil // nothing of the replicated generation left to capture
-	}
-	scan, err := scanWAL(wf.r, wf.hdr, d.pos, 0, d.maxFrame(wf.hdr))
-	if err != nil || scan.empty() {
-		return err
-	}
-	seg, err := d.newSegment(scan)
-	if err != nil {
-		return err
-	}
-	d.pending = append(d.pending, seg)
-	d.txid, d.pos, d.lastTS = seg.maxTXID, scan.end, seg.ts.UnixMilli()
-	return nil
-}
-
 // walPageSize returns the page size of the current WAL generation.
 func (d *DB) walPageSize() uint32 {
-	if wf, err := openWAL(d.walPath); err == nil && wf != nil {
+	if wf, err := openWALWith(d.walPath, nil); err == nil && wf != nil {
 		wf.f.Close()
 		return wf.hdr.PageSize
 	}
@@ -240,28 +297,38 @@ func openCheckpointConn(ctx context.Context, path string) (*sqlite3.Conn, error)
 	return conn, nil
 }
 
-// The gate VFS is the OS VFS with one change: before a WAL file is
-// truncated to zero, the callback registered for it runs, while SQLite
-// holds the WAL write lock and every read lock.
+// The gate VFS is the OS VFS with three changes, for the WAL paths that
+// have a gate registered: before the WAL is truncated to zero or deleted,
+// the gate's callback runs, while SQLite holds the WAL write lock and
+// every read lock (or, for a delete, an EXCLUSIVE lock on the database);
+// and the database file is opened only if it is the file the gate names
+// (its inode), never a file put at the path in its place.
 const gateVFSName = "walsync-gate"
+
+// gateEntry is one registered gate.
+type gateEntry struct {
+	ino uint64       // the database file's inode; 0: any
+	fn  func() error // runs before the WAL is truncated to zero or deleted
+}
 
 var gate struct {
 	once sync.Once
 	mu   sync.Mutex
-	fns  map[string]func() error // +checklocks:mu, by WAL path
+	fns  map[string]gateEntry // +checklocks:mu, by WAL path
 }
 
 func registerGate() {
 	gate.once.Do(func() {
-		gate.fns = make(map[string]func() error)
+		gate.fns = make(map[string]gateEntry)
 		vfs.Register(gateVFSName, gateVFS{vfs.Find("")})
 	})
 }
 
 // setGate registers fn for walPath until the returned func is called.
-func setGate(walPath string, fn func() error) (unregister func()) {
+func setGate(walPath string, ino uint64, fn func() error) (unregister func()) {
+	registerGate()
 	gate.mu.Lock()
-	gate.fns[walPath] = fn
+	gate.fns[walPath] = gateEntry{ino: ino, fn: fn}
 	gate.mu.Unlock()
 	return func() {
 		gate.mu.Lock()
@@ -270,14 +337,50 @@ func setGate(walPath string, fn func() error) (unregister func()) {
 	}
 }
 
+func gateFor(walPath string) gateEntry {
+	gate.mu.Lock()
+	defer gate.mu.Unlock()
+	return gate.fns[walPath]
+}
+
 type gateVFS struct{ vfs.VFS }
+
+// errOtherFile refuses to open a file put at the database's path in place
+// of the one replicated.
+var errOtherFile = errors.New("the database file at the path is not the one replicated")
 
 func (g gateVFS) OpenFilename(name *vfs.Filename, flags vfs.OpenFlag) (vfs.File, vfs.OpenFlag, error) {
 	f, flags, err := vfsutil.WrapOpenFilename(g.VFS, name, flags)
-	if err != nil || flags&vfs.OPEN_WAL == 0 || name == nil {
+	if err != nil || name == nil {
 		return f, flags, err
 	}
+	if flags&vfs.OPEN_MAIN_DB != 0 {
+		if e := gateFor(name.String() + "-wal"); e.ino != 0 {
+			st, ok := f.(interface{ Stat() (os.FileInfo, error) })
+			if !ok {
+				f.Close()
+				return nil, flags, errOtherFile
+			}
+			if fi, err := st.Stat(); err != nil || inode(fi) != e.ino {
+				f.Close()
+				return nil, flags, errOtherFile
+			}
+		}
+		return f, flags, nil
+	}
+	if flags&vfs.OPEN_WAL == 0 {
+		return f, flags, nil
+	}
 	return &gateFile{File: f, path: name.String()}, flags, nil
+}
+
+func (g gateVFS) Delete(name string, syncDir bool) error {
+	if e := gateFor(name); e.fn != nil {
+		if err := e.fn(); err != nil {
+			return err // keep the WAL: SQLite reports the failed delete
+		}
+	}
+	return g.VFS.Delete(name, syncDir)
 }
 
 type gateFile struct {
@@ -287,11 +390,8 @@ type gateFile struct {
 
 func (f *gateFile) Truncate(size int64) error {
 	if size == 0 {
-		gate.mu.Lock()
-		fn := gate.fns[f.path]
-		gate.mu.Unlock()
-		if fn != nil {
-			if err := fn(); err != nil {
+		if e := gateFor(f.path); e.fn != nil {
+			if err := e.fn(); err != nil {
 				return err // keep the frames: SQLite reports the failed truncate
 			}
 		}

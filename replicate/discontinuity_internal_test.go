@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,40 +42,6 @@ func runSQLite(t *testing.T, db, script string) string {
 		t.Fatalf("sqlite3: %v: %s", err, out)
 	}
 	return string(out)
-}
-
-// fixture is a replicated database for white-box tests.
-type fixture struct {
-	t     *testing.T
-	ctx   context.Context
-	dir   string
-	path  string
-	store *memstore.Store
-	log   *logBuffer
-	r     *Replicator
-	d     *DB
-}
-
-func newFixture(t *testing.T, opts Options) *fixture {
-	t.Helper()
-	f := &fixture{t: t, ctx: context.Background(), dir: t.TempDir(), store: memstore.New(), log: &logBuffer{}}
-	f.path = filepath.Join(f.dir, "db.sqlite")
-	runSQLite(t, f.path, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER, v BLOB);")
-	f.start(opts)
-	return f
-}
-
-func (f *fixture) start(opts Options) {
-	f.t.Helper()
-	opts.Logger = slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f.r = New(f.store, opts)
-	d, err := f.r.Add(f.ctx, f.path, "db")
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	f.d = d
-	f.t.Cleanup(func() { f.r.Close() })
-	f.sync()
 }
 
 func (f *fixture) sync() {
@@ -256,4 +221,12 @@ func TestLargeTransaction(t *testing.T) {
 	if len(left) != 0 {
 		t.Fatalf("spool files left: %v", left)
 	}
+}
+
+func TestDebugLarge(t *testing.T) {
+	f := newFixture(t, Options{SyncInterval: SyncImmediately, MaxSegmentBytes: 256 << 10, SpoolDir: t.TempDir()})
+	runSQLite(t, f.path, "BEGIN; WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 1500) INSERT INTO t SELECT i, randomblob(4000) FROM c; COMMIT;")
+	f.write(50)
+	f.sync()
+	t.Log(f.log.String())
 }

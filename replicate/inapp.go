@@ -2,7 +2,6 @@ package replicate
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
-	"github.com/walsync/walsync/internal/wal"
-
 	"github.com/superfly/ltx"
+
+	"github.com/walsync/walsync/internal/inapp"
+	"github.com/walsync/walsync/internal/wal"
 )
 
 // PageCodec translates between the bytes of a database's files on disk and
@@ -42,52 +41,73 @@ type InAppOptions struct {
 // is not pinned: the VFS calls BeforeWALReset before SQLite resets,
 // truncates or deletes it, and walsync spools what it has not uploaded.
 type appState struct {
-	codec  PageCodec
-	dir    string // durable spool: <db>-walsync/
-	closed bool   // the replicated generation ended at a WAL reset, all captured
-	// earlyReset: the WAL was reset before the position was read from the
-	// target, so nothing could be captured: only a snapshot is safe.
-	earlyReset bool
-	next       *[2]uint32 // salts of the generation the VFS saw SQLite start, if any
+	codec PageCodec
+	dir   string     // durable spool: <db>-walsync/
+	next  *[2]uint32 // salts of the generation the VFS saw SQLite start, if any
+	// early: the WAL was reset before the position was read from the
+	// target, with frames that could not be captured: only a snapshot is
+	// safe.
+	early    bool
+	opens    int  // main-database handles open through the VFS
+	released bool // the last handle closed: released once uploaded
+	dead     bool // released: the VFS must add the database again
 }
 
-// nextIs reports whether hdr starts the generation the VFS announced after
-// the replicated one closed.
+// nextIs reports whether hdr starts the generation the VFS announced.
 func (a *appState) nextIs(hdr wal.Header) bool {
-	return a.closed && a.next != nil && a.next[0] == hdr.Salt1 && a.next[1] == hdr.Salt2
+	return a.next != nil && a.next[0] == hdr.Salt1 && a.next[1] == hdr.Salt2
 }
 
-// AddInApp starts replicating a database that this process writes through
-// the walsync VFS (package vfs), or returns it if it is already added. Its
-// WAL is protected by the VFS rather than by locks: before SQLite may
-// reset, truncate or delete the WAL, the VFS calls [DB.BeforeWALReset].
-// Commits are signalled with [DB.NotifyWAL]; frames written by other processes
-// are still noticed through inotify.
-func (r *Replicator) AddInApp(ctx context.Context, path, name string, opts InAppOptions) (*DB, error) {
+// expected describes the announced generation for a log line.
+func (a *appState) expected() string {
+	if a.next == nil {
+		return "none announced"
+	}
+	return fmt.Sprintf("%08x-%08x", a.next[0], a.next[1])
+}
+
+// AddInApp is the entry point of package vfs: it starts replicating a
+// database that this process writes through the walsync VFS, or returns it
+// if it is already added, with the hooks the VFS calls (see
+// internal/inapp). Its WAL is protected by the VFS rather than by locks.
+// It does no network I/O: the first sync reads the target.
+func (r *Replicator) AddInApp(ctx context.Context, path, name string, opts InAppOptions, _ inapp.Token) (*DB, inapp.Hooks, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("add %s: %w", path, err)
+		return nil, nil, fmt.Errorf("add %s: %w", path, err)
 	}
 	r.mu.Lock()
 	d := r.byPath[abs]
 	r.mu.Unlock()
 	if d != nil {
 		if d.app == nil {
-			return nil, fmt.Errorf("add %s: already replicated by the watcher", abs)
+			return nil, nil, fmt.Errorf("add %s: already replicated by the watcher", abs)
 		}
-		return d, nil
+		return d, appHooks{d}, nil
 	}
-	return r.add(ctx, abs, name, &appState{codec: opts.Codec, dir: abs + "-walsync"})
+	d, err = r.add(ctx, abs, name, &appState{codec: opts.Codec, dir: abs + "-walsync"}, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, appHooks{d}, nil
 }
 
-// NotifyWAL tells the replicator that a transaction committed; the
+// appHooks implements inapp.Hooks for one database.
+type appHooks struct{ d *DB }
+
+func (h appHooks) Committed(walEnd int64)     { h.d.committed(walEnd) }
+func (h appHooks) BeforeWALReset(next []byte) { h.d.beforeWALReset(next) }
+func (h appHooks) Opened() bool               { return h.d.appOpened() }
+func (h appHooks) Closed()                    { h.d.appClosed() }
+
+// committed tells the replicator that a transaction committed; the
 // database is synced once its sync interval has passed. walEnd is the end
 // of the last frame written to the WAL (0 if unknown): each time another
 // urgentWALBytes have been written since the last urgent sync, the
 // database is synced at once instead, so that what a WAL reset must
-// capture and spool on the application's path (DB.BeforeWALReset) stays
+// capture and spool on the application's path (beforeWALReset) stays
 // small.
-func (d *DB) NotifyWAL(walEnd int64) {
+func (d *DB) committed(walEnd int64) {
 	mark := d.urgentMark.Load()
 	if walEnd < mark { // a new generation
 		d.urgentMark.CompareAndSwap(mark, 0)
@@ -105,27 +125,95 @@ func (d *DB) NotifyWAL(walEnd int64) {
 // SQLite's default auto-checkpoint of 1,000 4 KiB pages).
 const urgentWALBytes = 1 << 20
 
-// BeforeWALReset is called by an in-process VFS, with SQLite's WAL locks
-// held, before SQLite resets, truncates or deletes the WAL. It writes every
-// committed frame of the outgoing generation that is not yet uploaded into
-// the local spool and fsyncs it, so that neither a checkpoint nor a crash
-// loses it. next is the WAL header SQLite is about to write (nil for a
-// truncate or delete); remembering its salts proves, even after a restart,
-// that the new generation follows the old one without a gap.
-//
-// It never fails the caller: a problem becomes a snapshot at the next sync.
-func (d *DB) BeforeWALReset(next []byte) {
-	if d.app == nil {
+// appOpened counts a main-database handle opened through the VFS.
+func (d *DB) appOpened() bool {
+	if err := d.mu.lock(context.Background()); err != nil {
+		return false
+	}
+	defer d.mu.unlock()
+	if d.app.dead {
+		return false
+	}
+	d.app.opens++
+	d.app.released = false
+	return true
+}
+
+// appClosed counts a main-database handle closed; after the last one the
+// database is released once everything captured is uploaded.
+func (d *DB) appClosed() {
+	if err := d.mu.lock(context.Background()); err != nil {
 		return
 	}
+	if d.app.opens > 0 {
+		d.app.opens--
+	}
+	last := d.app.opens == 0
+	if last {
+		d.app.released = true
+	}
+	d.mu.unlock()
+	if last {
+		d.r.sched.notify(d)
+	}
+}
+
+// releasable reports whether an in-app database whose application closed
+// it is fully uploaded with its WAL closed, and marks it released: the VFS
+// adds it again if the application reopens it.
+func (d *DB) releasable() bool {
+	if d.app == nil || !d.mu.tryLock() {
+		return false
+	}
+	defer d.mu.unlock()
+	if !d.app.released || d.app.opens > 0 || len(d.pending) > 0 || (d.st != stateClosed && d.st != stateGone) {
+		return false
+	}
+	d.app.dead = true
+	return true
+}
+
+// beforeWALReset is called by the in-process VFS, with SQLite's WAL locks
+// held, before SQLite resets, truncates or deletes the WAL: the evReset
+// transition. It writes every committed frame of the outgoing generation
+// that is not yet uploaded into the local spool and fsyncs it, so that
+// neither a checkpoint nor a crash loses it. next is the WAL header SQLite
+// is about to write (nil for a truncate or delete); remembering its salts
+// proves, even after a restart, that the new generation follows the old
+// one without a gap. After a truncate or delete, the database file's stamp
+// is kept instead: if the file changes before the next generation starts,
+// it was written outside the WAL (a rollback journal mode).
+//
+// It never fails the caller: a problem becomes a snapshot at the next sync.
+func (d *DB) beforeWALReset(next []byte) {
 	if err := d.mu.lock(context.Background()); err != nil {
 		return
 	}
 	defer d.mu.unlock()
 	defer d.r.sched.notify(d)
-	if !d.opened || !d.resumed {
-		d.earlyReset(next)
+	var hdr *wal.Header
+	if len(next) >= wal.HeaderSize {
+		if h, err := wal.ParseHeader(next); err == nil {
+			hdr = &h
+		}
+	}
+	if hdr != nil && !d.pos.IsZero() && d.pos.SameGen(*hdr) {
+		return // a header rewrite of the same generation
+	}
+	switch d.st {
+	case stateNew:
+		d.earlyReset(hdr)
 		return
+	case stateClosed:
+		if !d.adoptAnnounced() {
+			d.announce(hdr)
+			return
+		}
+		// The announced generation, not yet read by a sync, is being
+		// reset in turn: it is captured whole below.
+	case stateFollowing, stateHandedOver:
+	default:
+		return // Broken or Gone: the snapshot reads whatever is there
 	}
 	if err := d.captureTail(); err != nil {
 		d.discontinuity("capture before WAL reset failed: " + err.Error())
@@ -142,26 +230,63 @@ func (d *DB) BeforeWALReset(next []byte) {
 			return
 		}
 	}
-	// Every committed frame of the outgoing generation is spooled: it is
-	// closed. Record that, and the salts of the generation SQLite starts
-	// now if this is its header, so a restart can prove the chain.
-	var salts [2]uint32
-	if len(next) >= wal.HeaderSize {
-		if hdr, err := wal.ParseHeader(next); err == nil {
-			if d.pos.SameGen(hdr) {
-				return // a header rewrite of the same generation
-			}
-			salts = [2]uint32{hdr.Salt1, hdr.Salt2}
-		}
+	rec := closedRecord{After: d.txid, Gen: [2]uint32{d.pos.Salt1, d.pos.Salt2}}
+	if hdr != nil {
+		rec.Next = [2]uint32{hdr.Salt1, hdr.Salt2}
+	} else {
+		rec.Stamp, _ = stampOf(d.path)
 	}
-	if err := d.app.writeNext(salts, d.txid); err != nil {
+	if err := writeRecord(d.app.dir, rec); err != nil {
 		d.discontinuity("record WAL generation failed: " + err.Error())
 		return
 	}
-	d.app.closed = true
-	if salts != ([2]uint32{}) {
-		d.app.next = &salts
+	d.apply(evReset, "")
+	d.app.next, d.stamp = nil, rec.Stamp
+	if hdr != nil {
+		d.app.next = &rec.Next
 	}
+}
+
+// adoptAnnounced makes the generation SQLite announced, if the WAL holds
+// it, the one being captured (Closed → Following on evNewGen). The caller
+// holds d.mu.
+func (d *DB) adoptAnnounced() bool {
+	if d.app.next == nil {
+		return false
+	}
+	wf, err := d.openWAL()
+	if err != nil || wf == nil {
+		return false
+	}
+	defer wf.f.Close()
+	if !d.app.nextIs(wf.hdr) {
+		return false
+	}
+	d.apply(evNewGen, "")
+	d.pos, d.app.next = wf.hdr.Start(), nil
+	return true
+}
+
+// announce records, for a database whose WAL is closed, the generation
+// SQLite starts now. After a truncate or delete, it starts the chain again
+// only over an unchanged database file.
+func (d *DB) announce(hdr *wal.Header) {
+	if hdr == nil {
+		return // a truncate or delete of a WAL already closed
+	}
+	if d.app.next == nil && d.stamp != (fileStamp{}) {
+		if cur, err := stampOf(d.path); err != nil || cur != d.stamp {
+			d.apply(evDBChanged, "")
+			return
+		}
+	}
+	salts := [2]uint32{hdr.Salt1, hdr.Salt2}
+	rec := closedRecord{After: d.txid, Gen: [2]uint32{d.pos.Salt1, d.pos.Salt2}, Next: salts}
+	if err := writeRecord(d.app.dir, rec); err != nil {
+		d.discontinuity("record WAL generation failed: " + err.Error())
+		return
+	}
+	d.app.next, d.stamp = &salts, fileStamp{}
 }
 
 // earlyReset handles a WAL reset before the position is read from the
@@ -170,35 +295,36 @@ func (d *DB) BeforeWALReset(next []byte) {
 // following whatever the last record said. A WAL with committed frames
 // cannot be captured without a position: the resume then takes a snapshot
 // unless the target proves the frames were uploaded.
-func (d *DB) earlyReset(next []byte) {
-	if !d.opened {
-		d.app.earlyReset = true
-		return
-	}
+func (d *DB) earlyReset(hdr *wal.Header) {
 	wf, err := d.openWAL()
 	if err == nil && wf != nil {
 		defer wf.f.Close()
 		scan, serr := scanWAL(wf.r, wf.hdr, wf.hdr.Start(), 0, d.maxFrame(wf.hdr))
 		if serr != nil || !scan.empty() {
-			d.app.earlyReset = true
-			os.Remove(filepath.Join(d.app.dir, spoolNextName))
+			d.app.early = true
+			removeRecord(d.app.dir)
 			return
 		}
-	} else if err != nil {
-		d.app.earlyReset = true
+	} else if err != nil && !errors.Is(err, wal.ErrHeader) {
+		d.app.early = true
 		return
 	}
-	if len(next) < wal.HeaderSize {
+	if hdr == nil {
 		return
 	}
-	hdr, err := wal.ParseHeader(next)
-	if err != nil {
+	rec, ok := readRecord(d.app.dir)
+	if !ok {
 		return
 	}
-	if _, after, ok := d.app.readNext(); ok {
-		if err := d.app.writeNext([2]uint32{hdr.Salt1, hdr.Salt2}, after); err != nil {
-			d.app.earlyReset = true
+	if rec.Next == ([2]uint32{}) && rec.Stamp != (fileStamp{}) {
+		if cur, err := stampOf(d.path); err != nil || cur != rec.Stamp {
+			d.app.early = true
+			return
 		}
+	}
+	rec.Next, rec.Stamp = [2]uint32{hdr.Salt1, hdr.Salt2}, fileStamp{}
+	if err := writeRecord(d.app.dir, rec); err != nil {
+		d.app.early = true
 	}
 }
 
@@ -223,14 +349,9 @@ func (d *DB) storePage(pgno uint32, page []byte) ([]byte, error) {
 	return d.app.codec.StorePage(pgno, page)
 }
 
-// Spool files: <dir>/<min>-<max>.ltx for segments, <dir>/next for the
-// last WAL reset seen by the VFS: the salts of the generation SQLite
-// started (zero if not yet known) and the TXID the old one ended at, 16
-// bytes.
-const spoolNextName = "next"
-
 // persist writes seg to the spool directory and fsyncs it; seg then reads
-// from that file, which is removed once seg is uploaded.
+// from that file, which is removed once seg is uploaded. Spool files are
+// <dir>/<min>-<max>.ltx.
 func (a *appState) persist(seg *segment) error {
 	if err := os.MkdirAll(a.dir, 0o700); err != nil {
 		return err
@@ -245,31 +366,6 @@ func (a *appState) persist(seg *segment) error {
 	}
 	seg.file = name
 	return syncDir(a.dir)
-}
-
-// writeNext records the announced generation durably.
-func (a *appState) writeNext(salts [2]uint32, after ltx.TXID) error {
-	if err := os.MkdirAll(a.dir, 0o700); err != nil {
-		return err
-	}
-	var b [16]byte
-	binary.BigEndian.PutUint32(b[0:], salts[0])
-	binary.BigEndian.PutUint32(b[4:], salts[1])
-	binary.BigEndian.PutUint64(b[8:], uint64(after))
-	if err := writeFileSync(filepath.Join(a.dir, spoolNextName), strings.NewReader(string(b[:]))); err != nil {
-		return err
-	}
-	return syncDir(a.dir)
-}
-
-// readNext returns the announced generation, if recorded.
-func (a *appState) readNext() (salts [2]uint32, after ltx.TXID, ok bool) {
-	b, err := os.ReadFile(filepath.Join(a.dir, spoolNextName))
-	if err != nil || len(b) != 16 {
-		return salts, 0, false
-	}
-	salts = [2]uint32{binary.BigEndian.Uint32(b[0:]), binary.BigEndian.Uint32(b[4:])}
-	return salts, ltx.TXID(binary.BigEndian.Uint64(b[8:])), true
 }
 
 // uploadSpool uploads segments spooled before a crash, in TXID order, and
@@ -362,20 +458,4 @@ func writeFileSync(name string, r io.Reader) error {
 		os.Remove(tmp)
 	}
 	return err
-}
-
-// resumeAfterReset is called when the WAL no longer holds the position the
-// target records. If the VFS recorded a WAL reset right after that
-// position, the old generation ended there with nothing lost, and the chain
-// continues with the generation it announced (or the next one it announces).
-func (d *DB) resumeAfterReset() bool {
-	salts, after, ok := d.app.readNext()
-	if !ok || after != d.txid {
-		return false
-	}
-	d.app.closed = true
-	if salts != ([2]uint32{}) {
-		d.app.next = &salts
-	}
-	return true
 }

@@ -16,7 +16,8 @@ import (
 // one goroutine through the runtime's poller (no thread while idle).
 //
 // walsync uses two kinds of watches (see watcher.go):
-//   - one per directory, for names appearing, being replaced or removed;
+//   - one per directory, for names appearing, being replaced or removed, and
+//     files closed after writing (a connection closing, a file copied in);
 //   - one per -wal file, IN_MODIFY with IN_ONESHOT: the kernel reports the
 //     first write and removes the watch, which walsync re-arms when it reads
 //     the WAL. A busy database thus causes at most one event per sync
@@ -30,7 +31,7 @@ type inotify struct {
 
 // Event masks.
 const (
-	dirMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_ONLYDIR
+	dirMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_CLOSE_WRITE | unix.IN_ONLYDIR
 	walMask = unix.IN_MODIFY | unix.IN_ONESHOT
 )
 

@@ -191,8 +191,45 @@ func (p *pin) lockWriter() error { return writeLock(p.shm, shmLockBase, 1) }
 // unlockWriter releases the WAL write lock.
 func (p *pin) unlockWriter() error { return unlock(p.shm, shmLockBase, 1) }
 
-// pinned reports whether the WAL is protected against restarts.
-func (p *pin) pinned() bool { return p.shm != nil && (p.slot != 0 || p.zero) }
+// othersAttached reports whether a connection other than walsync has the
+// WAL-index open (holds the dead-man's switch); false if walsync does not
+// hold it either.
+func (p *pin) othersAttached() bool {
+	if p.shm == nil {
+		return false
+	}
+	t, err := lockType(p.shm, shmDMS, 1)
+	return err != nil || t != lockUnlocked
+}
+
+// lockDBShared takes the SHARED-range read lock on a database opened
+// without it (in-app), keeping rollback-journal writers out.
+func (p *pin) lockDBShared() error {
+	if p.db == nil {
+		return errors.New("database not open")
+	}
+	if t, err := lockType(p.db, pendingByte, 1); err != nil {
+		return err
+	} else if t == lockWrite {
+		return errLockBusy
+	}
+	return readLock(p.db, sharedFirst, sharedSize)
+}
+
+// unlockDBShared releases what lockDBShared took.
+func (p *pin) unlockDBShared() {
+	if p.db != nil {
+		unlock(p.db, sharedFirst, sharedSize)
+	}
+}
+
+// closeSHM releases the WAL-index locks, keeping the database's.
+func (p *pin) closeSHM() {
+	if p.shm != nil {
+		p.shm.Close()
+	}
+	p.shm, p.slot, p.zero = nil, 0, false
+}
 
 // close releases every lock by closing the descriptors.
 func (p *pin) close() error {
@@ -266,8 +303,10 @@ func (p *pin) openSHM(shmPath string) {
 // holds nothing it needs; if the database changed before the pin is taken
 // again, a checkpoint copied frames walsync never saw.
 type fileStamp struct {
-	ino, size    int64
-	mtime, ctime int64
+	Ino   int64 `json:"ino"`
+	Size  int64 `json:"size"`
+	Mtime int64 `json:"mtime"`
+	Ctime int64 `json:"ctime"`
 }
 
 // stampOf returns the stamp of the file at path.
@@ -276,7 +315,7 @@ func stampOf(path string) (fileStamp, error) {
 	if err := unix.Stat(path, &st); err != nil {
 		return fileStamp{}, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
-	return fileStamp{ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}, nil
+	return fileStamp{Ino: int64(st.Ino), Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}, nil
 }
 
 // held reports whether the database's descriptors are open.

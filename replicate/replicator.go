@@ -181,11 +181,12 @@ func (r *Replicator) Add(ctx context.Context, path, name string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("add %s: %w", path, err)
 	}
-	return r.add(ctx, abs, name, nil)
+	return r.add(ctx, abs, name, nil, false)
 }
 
 // add registers the database at the absolute path abs.
-func (r *Replicator) add(ctx context.Context, abs, name string, app *appState) (*DB, error) {
+// viaDir marks a database added by a WatchDir root.
+func (r *Replicator) add(ctx context.Context, abs, name string, app *appState, viaDir bool) (*DB, error) {
 	var err error
 	if name == "" {
 		name, err = NameFromPath(abs)
@@ -205,11 +206,11 @@ func (r *Replicator) add(ctx context.Context, abs, name string, app *appState) (
 		return nil, fmt.Errorf("add %s: already replicated", abs)
 	}
 	d := newDB(r, abs, name)
-	d.app = app
+	d.app, d.viaDir = app, viaDir
 	r.byPath[abs], r.byName[name] = d, d
 	r.mu.Unlock()
 
-	if err := d.open(ctx); err != nil {
+	if err := d.openLocal(ctx); err != nil {
 		r.remove(d)
 		return nil, fmt.Errorf("add %s: %w", abs, err)
 	}
@@ -240,7 +241,7 @@ func (r *Replicator) enforcePinBudget() {
 		if r.sched.busy(d) || !d.mu.tryLock() {
 			continue
 		}
-		if d.pin.held() && d.app == nil && len(d.pending) == 0 {
+		if d.pin.held() && d.app == nil && len(d.pending) == 0 && d.st != stateNew {
 			d.unpin()
 			over--
 		}
@@ -259,10 +260,20 @@ func (r *Replicator) remove(d *DB) {
 	}
 }
 
-// forget stops replicating d after its file was deleted.
+// afterSync releases a database that needs no more syncs: an in-app
+// database its application closed, once uploaded, or a deleted database
+// under a WatchDir root (the root adds it again if it reappears).
+func (r *Replicator) afterSync(d *DB) {
+	if d.releasable() || (d.isGone() && r.watch.underRoot(d)) {
+		r.forget(d)
+	}
+}
+
+// forget stops replicating d.
 func (r *Replicator) forget(d *DB) {
 	r.remove(d)
 	r.watch.remove(d)
+	r.sched.forget(d)
 	if err := d.close(); err != nil {
 		r.log.Warn("release database", "path", d.path, "error", err)
 	}
@@ -314,7 +325,9 @@ func (r *Replicator) flushAll(ctx context.Context) error {
 	for _, d := range r.DBs() {
 		if err := d.sync(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("sync %s: %w", d.name, err))
+			continue
 		}
+		r.afterSync(d)
 	}
 	return errors.Join(errs...)
 }

@@ -93,20 +93,28 @@ func fetchHeader(ctx context.Context, store Storage, key string) (ltx.Header, er
 	return hdr, nil
 }
 
-// resume sets the replicated position from the target: the newest file
-// records the WAL generation and offset it ended at. Replication continues
-// from there if the WAL still holds that generation and its frames up to
-// that offset form a valid chain; otherwise a snapshot is needed.
+// resume reads the target for a database in stateNew, opening its files
+// first if they are not: the newest file records the WAL generation and
+// offset it ended at. Replication continues from there if the WAL still
+// holds that generation and its frames up to that offset form a valid
+// chain, or if the record left when that generation closed proves nothing
+// was written since; otherwise a snapshot is needed. The network I/O
+// happens without d.mu, so the in-app gate is never held up by it.
 func (d *DB) resume(ctx context.Context) error {
 	if err := d.mu.lock(ctx); err != nil {
 		return err
 	}
-	done := d.resumed
-	d.mu.unlock()
-	if done {
+	if d.st != stateNew {
+		d.mu.unlock()
 		return nil
 	}
-	// Network I/O without d.mu, so the VFS gate is never held up by it.
+	if d.pin.db == nil {
+		if err := d.openLocked(ctx); err != nil {
+			d.mu.unlock()
+			return err
+		}
+	}
+	d.mu.unlock()
 	if d.app != nil {
 		if err := d.uploadSpool(ctx); err != nil {
 			return fmt.Errorf("upload spooled segments: %w", err)
@@ -120,39 +128,74 @@ func (d *DB) resume(ctx context.Context) error {
 		return err
 	}
 	defer d.mu.unlock()
-	if err := d.applyRemote(rs); err != nil {
-		return err
+	if d.st != stateNew {
+		return nil
 	}
-	d.resumed = true
-	return nil
+	return d.applyRemote(rs)
 }
 
-// applyRemote sets the replicated position from the target's state.
+// applyRemote sets the replicated position from the target's state and
+// takes the resume transition. The caller holds d.mu.
 func (d *DB) applyRemote(rs remoteState) error {
-	d.pos, d.newGenOK = wal.Pos{}, false
+	d.pos, d.stamp = wal.Pos{}, fileStamp{}
 	if rs.last.maxTXID == 0 {
-		d.txid, d.snapReason = 0, "first snapshot"
+		d.txid = 0
+		d.apply(evUnproven, whyFirst)
 		return nil
 	}
 	d.txid, d.lastTS, d.snapAt = rs.last.maxTXID, rs.hdr.Timestamp, rs.snapTime
 	if rs.hdr.WALSalt1 == 0 && rs.hdr.WALSalt2 == 0 {
-		d.discontinuity("no WAL position recorded in the target to resume from")
+		if d.resumeClosed(rs) {
+			d.logger().Info("resuming over an unchanged database file", "txid", d.txid.String())
+			return nil
+		}
+		d.apply(evUnproven, "no WAL position recorded in the target to resume from")
 		return nil
 	}
 	pos, err := d.findWALPos(rs.hdr.WALSalt1, rs.hdr.WALSalt2, rs.hdr.WALOffset+rs.hdr.WALSize)
 	if errors.Is(err, errNoPos) {
-		if d.app != nil && !d.app.earlyReset && d.resumeAfterReset() {
-			d.logger().Info("resuming after a WAL reset", "txid", d.txid.String())
+		if d.resumeClosed(rs) {
+			d.logger().Info("resuming after its WAL closed", "txid", d.txid.String())
 			return nil
 		}
-		d.discontinuity("WAL changed while walsync was not running")
+		d.apply(evUnproven, "WAL changed while walsync was not running")
 		return nil
 	} else if err != nil {
 		return err
 	}
 	d.pos = pos
+	d.apply(evResumed, "")
 	d.logger().Info("resuming", "txid", d.txid.String(), "wal_offset", pos.Offset)
 	return nil
+}
+
+// resumeClosed continues from the record left when the generation the
+// target ends with closed: if the target still ends where the record says,
+// and either the VFS saw SQLite announce the next generation (in-app) or
+// the database file is unchanged since, nothing was written outside the
+// chain. The caller holds d.mu.
+func (d *DB) resumeClosed(rs remoteState) bool {
+	if d.app != nil && d.app.early {
+		return false
+	}
+	rec, ok := readRecord(d.recordDir())
+	if !ok || rec.After != d.txid || rec.Gen != [2]uint32{rs.hdr.WALSalt1, rs.hdr.WALSalt2} {
+		return false
+	}
+	switch {
+	case d.app != nil && rec.Next != ([2]uint32{}):
+		next := rec.Next
+		d.app.next = &next
+	case rec.Stamp != (fileStamp{}):
+		if cur, err := stampOf(d.path); err != nil || cur != rec.Stamp {
+			return false
+		}
+		d.stamp = rec.Stamp
+	default:
+		return false
+	}
+	d.apply(evResumedClosed, "")
+	return true
 }
 
 // errNoPos means the WAL no longer holds the position being looked for.
@@ -163,7 +206,9 @@ var errNoPos = errors.New("wal position not found")
 // that end is a transaction boundary.
 func (d *DB) findWALPos(salt1, salt2 uint32, end int64) (wal.Pos, error) {
 	wf, err := d.openWAL()
-	if err != nil {
+	if errors.Is(err, wal.ErrHeader) {
+		return wal.Pos{}, errNoPos
+	} else if err != nil {
 		return wal.Pos{}, err
 	} else if wf == nil {
 		return wal.Pos{}, errNoPos

@@ -26,6 +26,7 @@ type walScan struct {
 	txns   int       // number of commit frames seen
 	pages  []pageRef // newest frame per page, sorted by pgno, pgno <= commit
 	full   bool      // stopped at maxBytes: more committed frames may follow
+	ahead  bool      // a valid commit frame follows maxFrame: being committed now
 }
 
 // bytes returns the number of WAL bytes covered by the scan.
@@ -37,7 +38,8 @@ func (s *walScan) empty() bool { return s.txns == 0 }
 // scanWAL reads frames of the generation hdr from pos and returns the
 // committed transactions found, stopping at the first invalid frame, after
 // frame maxFrame (0: no limit; the WAL-index's last commit frame, so that a
-// commit frame written but not yet acknowledged is left for later), or once
+// commit frame written but not yet acknowledged is left for later, and
+// reported as ahead so that the caller looks again), or once
 // more than maxBytes have been read at a transaction boundary (maxBytes <= 0
 // means no limit). Frames after the last commit frame are ignored: they
 // belong to a transaction that is still being written or was rolled back.
@@ -63,7 +65,11 @@ func scanWAL(r io.ReaderAt, hdr wal.Header, pos wal.Pos, maxBytes int64, maxFram
 			return nil, fmt.Errorf("wal frame %d out of range", frame)
 		}
 		if maxFrame > 0 && frame > int64(maxFrame) {
-			break
+			if f.Commit != 0 {
+				s.ahead = true
+				break
+			}
+			continue
 		}
 		refs = append(refs, pageRef{pgno: f.Pgno, frame: uint32(frame)})
 		if f.Commit == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -215,8 +216,11 @@ func (s *scheduler) worker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case d := <-s.work:
-			if s.done(d, d.sync(ctx)) {
+			err := d.sync(ctx)
+			if s.done(d, err) {
 				d.r.forget(d)
+			} else if err == nil {
+				d.r.afterSync(d)
 			}
 			d.r.enforcePinBudget()
 		}
@@ -267,6 +271,22 @@ func (s *scheduler) done(d *DB, err error) (gone bool) {
 		s.enqueue(d, due)
 	}
 	return false
+}
+
+// forget drops d from the scheduler: it is no longer replicated, with
+// everything captured uploaded, so flushes waiting for it complete.
+func (s *scheduler) forget(d *DB) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := &d.sched
+	if st.waiting {
+		s.waiting = slices.DeleteFunc(s.waiting, func(w *DB) bool { return w == d })
+		st.waiting = false
+	}
+	for _, f := range st.flushes {
+		f.fail(nil)
+	}
+	st.flushes, st.rerun = nil, false
 }
 
 // errStopped completes flushes still waiting when the scheduler stops,

@@ -24,6 +24,8 @@ type segment struct {
 	pages   int
 	file    string    // durable spool copy (in-app databases), removed once uploaded
 	readAt  time.Time // when the WAL was read: every commit before it is in the segment
+
+	encoding bool // a snapshot still being encoded (its TXID is taken)
 }
 
 // close releases the segment's spooled data.
@@ -107,10 +109,13 @@ func pageBuf(n uint32) *[]byte {
 
 // encodeSnapshot encodes the whole database as an LTX snapshot (minimum
 // TXID 1, maximum txid): every page from 1 to the database size, taken from
-// the WAL when scan has a committed copy of it and from the database file
-// otherwise. The caller must keep checkpoints from writing the database
-// file while it runs. scan may be nil when there is no WAL.
-func encodeSnapshot(w io.Writer, db io.ReaderAt, dbSize int64, dh dbHeader, scan *walScan, txid ltx.TXID, ts time.Time, store pageStore) (commit uint32, err error) {
+// the overlay when it has a committed WAL copy of it and from the database
+// file otherwise. The caller must keep checkpoints from writing the database
+// file while it runs. ov may be nil: the database file alone is the state.
+//
+// pos, the WAL position the snapshot ends at (zero: none), is recorded in
+// the header so that replication can resume from it.
+func encodeSnapshot(w io.Writer, db io.ReaderAt, dbSize int64, dh dbHeader, ov *overlay, pos wal.Pos, txid ltx.TXID, ts time.Time, store pageStore) (commit uint32, err error) {
 	pageSize := dh.pageSize
 	commit = dh.pageCount
 	if commit == 0 || int64(commit)*int64(pageSize) > dbSize {
@@ -123,17 +128,16 @@ func encodeSnapshot(w io.Writer, db io.ReaderAt, dbSize int64, dh dbHeader, scan
 		MinTXID:   1,
 		MaxTXID:   txid,
 		Timestamp: ts.UnixMilli(),
+		WALOffset: pos.Offset,
+		WALSalt1:  pos.Salt1,
+		WALSalt2:  pos.Salt2,
 	}
-	var pages []pageRef
-	if scan != nil {
-		if scan.hdr.PageSize != pageSize {
-			return 0, fmt.Errorf("wal page size %d differs from database page size %d", scan.hdr.PageSize, pageSize)
+	var pgnos []uint32
+	if ov != nil {
+		if ov.commit != 0 {
+			commit = ov.commit
 		}
-		hdr.WALOffset, hdr.WALSalt1, hdr.WALSalt2 = scan.end.Offset, scan.hdr.Salt1, scan.hdr.Salt2
-		if !scan.empty() {
-			commit = scan.commit
-		}
-		pages = scan.pages
+		pgnos = ov.pgnos
 	}
 	if commit == 0 {
 		return 0, errors.New("database is empty")
@@ -148,16 +152,16 @@ func encodeSnapshot(w io.Writer, db io.ReaderAt, dbSize int64, dh dbHeader, scan
 	defer pageBufs.Put(bp)
 	buf := *bp
 	lockPgno := ltx.LockPgno(pageSize)
+	i := 0
 	for pgno := uint32(1); pgno <= commit; pgno++ {
-		for len(pages) > 0 && pages[0].pgno < pgno {
-			pages = pages[1:]
+		for i < len(pgnos) && pgnos[i] < pgno {
+			i++
 		}
 		if pgno == lockPgno {
 			continue
 		}
-		if len(pages) > 0 && pages[0].pgno == pgno {
-			off := scan.hdr.FrameOffset(int64(pages[0].frame)) + wal.FrameHeaderSize
-			if _, err := scan.r.ReadAt(buf, off); err != nil {
+		if i < len(pgnos) && pgnos[i] == pgno {
+			if _, err := ov.r.ReadAt(buf, int64(i)*int64(pageSize)); err != nil {
 				return 0, fmt.Errorf("read wal page %d: %w", pgno, err)
 			}
 		} else if err := readPage(db, buf, pgno); err != nil {

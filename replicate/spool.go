@@ -86,7 +86,16 @@ func (s *spool) spill() error {
 func (s *spool) Size() int64 { return s.size }
 
 // Reader returns a reader over the whole content, positioned at the start.
-func (s *spool) Reader() (io.ReadSeeker, error) {
+func (s *spool) Reader() (io.ReadSeeker, error) { return s.section() }
+
+// ReaderAt returns a reader of the content at any offset.
+func (s *spool) ReaderAt() (io.ReaderAt, error) { return s.section() }
+
+// section returns the content as a reader that also reads at offsets.
+func (s *spool) section() (interface {
+	io.ReadSeeker
+	io.ReaderAt
+}, error) {
 	if s.f != nil {
 		return io.NewSectionReader(s.f, 0, s.size), nil
 	}

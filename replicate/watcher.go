@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,6 +27,9 @@ type watcher struct {
 	dirs  map[string]*watchDir  // +checklocks:mu; by directory path
 	roots map[string]*watchRoot // +checklocks:mu; WatchDir roots
 	cands map[string]*watchRoot // +checklocks:mu; files that may become databases
+	retry map[string]*time.Timer // +checklocks:mu; candidates that failed, retried with a backoff
+	fails map[string]int         // +checklocks:mu; consecutive failures per candidate
+	ctx   context.Context        // +checklocks:mu; of run, for retries
 }
 
 // watchDir is one watched directory.
@@ -42,7 +46,8 @@ type watchRoot struct {
 }
 
 func newWatcher(r *Replicator) *watcher {
-	return &watcher{r: r, dirs: make(map[string]*watchDir), roots: make(map[string]*watchRoot), cands: make(map[string]*watchRoot)}
+	return &watcher{r: r, dirs: make(map[string]*watchDir), roots: make(map[string]*watchRoot),
+		cands: make(map[string]*watchRoot), retry: make(map[string]*time.Timer), fails: make(map[string]int)}
 }
 
 // add starts watching the directory of d.
@@ -59,6 +64,10 @@ func (w *watcher) add(d *DB) error {
 	}
 	return nil
 }
+
+// underRoot reports whether d was added by a WatchDir root, which adds it
+// again if a database reappears at its path.
+func (w *watcher) underRoot(d *DB) bool { return d.viaDir }
 
 // remove forgets d; the directory watch stays for the other databases and
 // for a database created again under the same path.
@@ -135,13 +144,13 @@ func (r *Replicator) WatchDir(ctx context.Context, dir, pattern string) error {
 	r.watch.mu.Lock()
 	r.watch.roots[abs] = root
 	r.watch.mu.Unlock()
-	return r.watch.scan(ctx, root, abs, true)
+	return r.watch.scan(ctx, root, abs)
 }
 
 // scan watches dir and its subdirectories and adds the databases in them.
-// At startup (strict) a matching file that is not a usable database is an
-// error; later it is remembered and retried.
-func (w *watcher) scan(ctx context.Context, root *watchRoot, dir string, strict bool) error {
+// A matching file that is not a usable database is remembered and retried;
+// only a directory that cannot be read or watched is an error.
+func (w *watcher) scan(ctx context.Context, root *watchRoot, dir string) error {
 	return filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			if p != dir && errors.Is(err, fs.ErrNotExist) {
@@ -150,6 +159,9 @@ func (w *watcher) scan(ctx context.Context, root *watchRoot, dir string, strict 
 			return err
 		}
 		if de.IsDir() {
+			if p != dir && strings.HasSuffix(de.Name(), "-walsync") {
+				return filepath.SkipDir // walsync's own spool and records
+			}
 			w.mu.Lock()
 			wd, err := w.watchLocked(p)
 			if err == nil {
@@ -161,10 +173,10 @@ func (w *watcher) scan(ctx context.Context, root *watchRoot, dir string, strict 
 		if !root.matches(p) {
 			return nil
 		}
-		err = w.tryAdd(ctx, root, p)
-		if err != nil && strict && !errors.Is(err, ErrNotSQLite) && !errors.Is(err, ErrNotWAL) {
-			return err
-		}
+		// A file that cannot be replicated (not a database yet, a name
+		// the target cannot hold, a lock held too long) is reported and
+		// retried; it never stops the others.
+		w.tryAdd(ctx, root, p)
 		return nil
 	})
 }
@@ -181,7 +193,9 @@ func (root *watchRoot) matches(p string) bool {
 }
 
 // tryAdd adds the database at p under its name relative to the root. A file
-// that is not yet a WAL-mode database is kept as a candidate.
+// that is not yet a WAL-mode database is kept as a candidate, retried when
+// it changes; one that failed otherwise (a lock held too long, descriptors
+// exhausted) is also retried on a timer with a growing delay.
 func (w *watcher) tryAdd(ctx context.Context, root *watchRoot, p string) error {
 	w.mu.Lock()
 	if wd := w.dirs[filepath.Dir(p)]; wd != nil && wd.dbs[filepath.Base(p)] != nil {
@@ -193,17 +207,33 @@ func (w *watcher) tryAdd(ctx context.Context, root *watchRoot, p string) error {
 	if err != nil {
 		return err
 	}
-	_, err = w.r.Add(ctx, p, filepath.ToSlash(rel))
+	abs, _ := filepath.Abs(p)
+	_, err = w.r.add(ctx, abs, filepath.ToSlash(rel), nil, true)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err != nil && (errors.Is(err, ErrNotSQLite) || errors.Is(err, ErrNotWAL)) {
+	if t := w.retry[p]; t != nil {
+		t.Stop()
+		delete(w.retry, p)
+	}
+	switch {
+	case err == nil:
+		delete(w.cands, p)
+		delete(w.fails, p)
+	case errors.Is(err, ErrNotSQLite) || errors.Is(err, ErrNotWAL):
 		w.cands[p] = root
 		w.r.log.Debug("not a WAL database yet", "path", p, "error", err)
-		return err
-	}
-	delete(w.cands, p)
-	if err != nil {
-		w.r.log.Error("cannot replicate database", "path", p, "error", err)
+	case errors.Is(err, ErrBadName):
+		delete(w.cands, p)
+		w.r.log.Warn("cannot replicate database: its name cannot be used in the target", "path", p, "error", err)
+	default:
+		w.cands[p] = root
+		w.fails[p]++
+		delay := min(time.Second<<min(w.fails[p]-1, 6), time.Minute)
+		w.r.log.Warn("cannot replicate database yet, will retry", "path", p, "error", err, "retry_in", delay)
+		if w.ctx != nil && w.ctx.Err() == nil {
+			rctx := w.ctx
+			w.retry[p] = time.AfterFunc(delay, func() { w.tryAdd(rctx, root, p) })
+		}
 	}
 	return err
 }
@@ -213,6 +243,7 @@ func (w *watcher) run(ctx context.Context) {
 	w.mu.Lock()
 	err := w.initLocked()
 	in := w.in
+	w.ctx = ctx
 	w.mu.Unlock()
 	if err != nil {
 		w.r.log.Error("inotify", "error", err)
@@ -272,13 +303,17 @@ func (w *watcher) handleDir(ctx context.Context, wd *watchDir, ev inotifyEvent) 
 	w.mu.Unlock()
 
 	switch {
+	case d != nil && ev.mask&unix.IN_CLOSE_WRITE != 0:
+		w.r.sched.notify(d) // a connection closed: within the interval
 	case d != nil:
-		w.r.sched.notify(d)
+		// A name created, replaced or removed: the pin must follow at
+		// once (a new WAL, a file replaced while its old WAL is left).
+		w.r.sched.notifyNow(d)
 	case cand != nil:
 		w.tryAdd(ctx, cand, filepath.Join(wd.path, name))
-	case root != nil && ev.mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
+	case root != nil && ev.mask&(unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE) != 0:
 		if ev.mask&unix.IN_ISDIR != 0 {
-			if err := w.scan(ctx, root, full, false); err != nil {
+			if err := w.scan(ctx, root, full); err != nil {
 				w.r.log.Warn("watch new directory", "path", full, "error", err)
 			}
 		} else if root.matches(full) {
@@ -287,10 +322,14 @@ func (w *watcher) handleDir(ctx context.Context, wd *watchDir, ev inotifyEvent) 
 	}
 }
 
-// close stops inotify.
+// close stops inotify and the candidates' retries.
 func (w *watcher) close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for p, t := range w.retry {
+		t.Stop()
+		delete(w.retry, p)
+	}
 	if w.in == nil {
 		return nil
 	}

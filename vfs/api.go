@@ -40,6 +40,7 @@ import (
 
 	sqlite3vfs "github.com/ncruces/go-sqlite3/vfs"
 
+	"github.com/walsync/walsync/internal/inapp"
 	"github.com/walsync/walsync/replicate"
 )
 
@@ -88,11 +89,28 @@ type VFS struct {
 	dbs map[string]*dbEntry // +checklocks:mu; by database path
 }
 
-// dbEntry is one database opened through the VFS.
+// dbEntry is one database opened through the VFS, from its first open
+// handle to its last close.
 type dbEntry struct {
-	db     atomic.Pointer[replicate.DB] // nil until registered with the replicator
+	link   atomic.Pointer[link] // nil until registered with the replicator
 	codec  *codec
 	walEnd atomic.Int64 // end of the last WAL frame written (0 after a reset)
+	opens  int          // +checklocks:VFS.mu; main-database handles open
+}
+
+// link is a database registered with the replicator and the hooks the VFS
+// calls on it.
+type link struct {
+	db    *replicate.DB
+	hooks inapp.Hooks
+}
+
+// hooks returns the entry's hooks, or nil before it is registered.
+func (e *dbEntry) hooks() inapp.Hooks {
+	if l := e.link.Load(); l != nil {
+		return l.hooks
+	}
+	return nil
 }
 
 // Register registers a VFS under name that wraps opts.Base and replicates
@@ -129,10 +147,14 @@ func (v *VFS) Flush(ctx context.Context) error {
 }
 
 // DB returns the replicated database at path (absolute, as opened), or nil
-// if no connection through the VFS has opened its WAL yet.
+// if no connection through the VFS has it open with its WAL (the
+// replicator releases a database once its application closed it and
+// everything is uploaded).
 func (v *VFS) DB(path string) *replicate.DB {
 	if e := v.lookup(path); e != nil {
-		return e.db.Load()
+		if l := e.link.Load(); l != nil {
+			return l.db
+		}
 	}
 	return nil
 }

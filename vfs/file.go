@@ -15,6 +15,13 @@ type mainFile struct {
 	entry *dbEntry
 }
 
+// Close counts the handle closed (the replicator releases the database
+// after the application's last one) and closes it.
+func (f *mainFile) Close() error {
+	f.v.close(f.path, f.entry)
+	return f.File.Close()
+}
+
 // headerReserve is the offset of the reserved-bytes field in page 1.
 const headerReserve = 20
 
@@ -37,8 +44,8 @@ func (f *mainFile) WriteAt(p []byte, off int64) (int, error) {
 // written: the replicator is told, and syncs within its interval.
 func (f *mainFile) CommitPhaseTwo() error {
 	err := vfsutil.WrapCommitPhaseTwo(f.File)
-	if db := f.entry.db.Load(); db != nil {
-		db.NotifyWAL(f.entry.walEnd.Load())
+	if h := f.entry.hooks(); h != nil {
+		h.Committed(f.entry.walEnd.Load())
 	}
 	return err
 }
@@ -89,8 +96,8 @@ const walHeaderSize = 32
 
 func (f *walFile) WriteAt(p []byte, off int64) (int, error) {
 	if off == 0 && len(p) == walHeaderSize {
-		if db := f.entry.db.Load(); db != nil {
-			db.BeforeWALReset(p)
+		if h := f.entry.hooks(); h != nil {
+			h.BeforeWALReset(p)
 		}
 		f.entry.walEnd.Store(0)
 	}
@@ -103,8 +110,8 @@ func (f *walFile) WriteAt(p []byte, off int64) (int, error) {
 
 func (f *walFile) Truncate(size int64) error {
 	if size == 0 {
-		if db := f.entry.db.Load(); db != nil {
-			db.BeforeWALReset(nil)
+		if h := f.entry.hooks(); h != nil {
+			h.BeforeWALReset(nil)
 		}
 		f.entry.walEnd.Store(0)
 	}

@@ -2,11 +2,13 @@ package vfs
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/ncruces/go-sqlite3/util/vfsutil"
 	sqlite3vfs "github.com/ncruces/go-sqlite3/vfs"
 
+	"github.com/walsync/walsync/internal/inapp"
 	"github.com/walsync/walsync/replicate"
 )
 
@@ -29,8 +31,9 @@ func (w *walsyncVFS) OpenFilename(name *sqlite3vfs.Filename, flags sqlite3vfs.Op
 	switch {
 	case flags&sqlite3vfs.OPEN_MAIN_DB != 0:
 		mf := &mainFile{File: f, v: w.v, path: name.String()}
-		mf.entry = w.v.entry(mf.path)
+		mf.entry = w.v.open(mf.path)
 		if err := mf.entry.codec.setKey(name.URIParameters()); err != nil {
+			w.v.close(mf.path, mf.entry)
 			f.Close()
 			return nil, flags, err
 		}
@@ -51,16 +54,19 @@ func (w *walsyncVFS) OpenFilename(name *sqlite3vfs.Filename, flags sqlite3vfs.Op
 func (w *walsyncVFS) Delete(name string, syncDir bool) error {
 	if path, ok := strings.CutSuffix(name, "-wal"); ok {
 		if e := w.v.lookup(path); e != nil {
-			if db := e.db.Load(); db != nil {
-				db.BeforeWALReset(nil)
+			if h := e.hooks(); h != nil {
+				h.BeforeWALReset(nil)
 			}
 		}
 	}
 	return w.VFS.Delete(name, syncDir)
 }
 
-// entry returns the entry of the database at path, creating it.
-func (v *VFS) entry(path string) *dbEntry {
+// open counts a main-database handle of the database at path and returns
+// its entry, creating it for the first handle. If the replicator released
+// the database meanwhile, the entry is registered again at the next WAL
+// open.
+func (v *VFS) open(path string) *dbEntry {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	e := v.dbs[path]
@@ -68,7 +74,29 @@ func (v *VFS) entry(path string) *dbEntry {
 		e = &dbEntry{codec: newCodec(v.opts.Encryption)}
 		v.dbs[path] = e
 	}
+	e.opens++
+	if h := e.hooks(); h != nil && !h.Opened() {
+		e.link.Store(nil)
+	}
 	return e
+}
+
+// close counts a main-database handle closed. After the last one the
+// entry goes, and the replicator releases the database once everything
+// captured is uploaded.
+func (v *VFS) close(path string, e *dbEntry) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e.opens--
+	if e.opens > 0 {
+		return
+	}
+	if v.dbs[path] == e {
+		delete(v.dbs, path)
+	}
+	if h := e.hooks(); h != nil {
+		h.Closed()
+	}
 }
 
 // lookup returns the entry of the database at path, or nil.
@@ -87,7 +115,7 @@ func (v *VFS) register(mf *mainFile) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	e := mf.entry
-	if e.db.Load() != nil {
+	if e.link.Load() != nil {
 		return
 	}
 	name, err := v.opts.Name(mf.path)
@@ -97,8 +125,13 @@ func (v *VFS) register(mf *mainFile) {
 			opts.Codec = e.codec
 		}
 		var db *replicate.DB
-		if db, err = v.r.AddInApp(context.Background(), mf.path, name, opts); err == nil {
-			e.db.Store(db)
+		var hooks inapp.Hooks
+		if db, hooks, err = v.r.AddInApp(context.Background(), mf.path, name, opts, inapp.Token{}); err == nil {
+			if hooks.Opened() {
+				e.link.Store(&link{db: db, hooks: hooks})
+			} else {
+				err = errors.New("released while added")
+			}
 		}
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +46,11 @@ func newEnv(t *testing.T, opts vfs.Options) *env {
 		t.Fatal(err)
 	}
 	e.store = st
-	e.r = replicate.New(st, replicate.Options{SyncInterval: replicate.SyncImmediately})
+	ropts := replicate.Options{SyncInterval: replicate.SyncImmediately}
+	if os.Getenv("WALSYNC_TEST_LOG") != "" { // for debugging a failure
+		ropts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	e.r = replicate.New(st, ropts)
 	vfsSeq++
 	name := fmt.Sprintf("walsync-test-%d", vfsSeq)
 	if e.v, err = vfs.Register(name, e.r, opts); err != nil {

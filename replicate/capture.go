@@ -1,0 +1,285 @@
+package replicate
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/walsync/walsync/internal/wal"
+)
+
+// maxTorn is how many consecutive looks may find the WAL header invalid
+// (SQLite writing it at that moment) before it counts as rewritten.
+const maxTorn = 3
+
+// maxRecheck is how many syncs in a row look again for a commit frame
+// written beyond the WAL-index's last commit (SQLite updates the index just
+// after writing the frame). A writer that died in between leaves such a
+// frame for good; it is never committed, and never captured.
+const maxRecheck = 3
+
+// observe opens the WAL and classifies what it holds relative to the
+// replicated position. The returned file, if not nil, must be closed.
+func (d *DB) observe() (*walFile, event, string, error) {
+	wf, err := d.openWAL()
+	if errors.Is(err, wal.ErrHeader) {
+		d.torn++
+		if d.torn < maxTorn {
+			return nil, evTorn, "", nil
+		}
+		return nil, evNoWAL, "", nil
+	} else if err != nil {
+		return nil, 0, "", err
+	}
+	d.torn = 0
+	if wf == nil {
+		return nil, evNoWAL, "", nil
+	}
+	hdr := wf.hdr
+	switch {
+	case d.pos.SameGen(hdr) && !d.pos.IsZero():
+		if wf.size < d.pos.Offset {
+			return wf, evShort, "", nil
+		}
+		return wf, evCommits, "", nil
+	case d.app != nil && d.st == stateClosed && !d.app.nextIs(hdr):
+		// In-app, every generation SQLite starts is announced by the VFS
+		// before its header is written: another one was not started here.
+		return wf, evUnproven, fmt.Sprintf("%s (salt %08x-%08x, expected %s)", whyRestarted, hdr.Salt1, hdr.Salt2, d.app.expected()), nil
+	case d.st == stateFollowing:
+		return wf, evNewGen, fmt.Sprintf("%s (salt %08x-%08x, expected %08x-%08x)", whyRestarted,
+			hdr.Salt1, hdr.Salt2, d.pos.Salt1, d.pos.Salt2), nil
+	}
+	return wf, evNewGen, "", nil
+}
+
+// capture reads the WAL transactions committed after the replicated
+// position (at most MaxSegmentBytes of them) into one pending segment,
+// taking the transition for what the WAL holds first. It reports whether it
+// captured anything and, if so, whether that is every transaction
+// committed before readAt (false: MaxSegmentBytes cut it short).
+func (d *DB) capture(readAt time.Time) (captured, whole bool, err error) {
+	wf, ev, detail, err := d.observe()
+	if err != nil {
+		return false, false, err
+	}
+	if wf != nil {
+		defer wf.f.Close()
+	}
+	s := d.apply(ev, detail)
+	switch s.act {
+	case actRetry:
+		d.unsure = true
+		d.r.sched.notify(d)
+		return false, false, nil
+	case actAdopt:
+		d.pos = wf.hdr.Start()
+		d.stamp = fileStamp{}
+		if d.app != nil {
+			d.app.next = nil
+		}
+		if err := d.retake(); err != nil {
+			return false, false, err
+		}
+	case actRetake:
+		if err := d.retake(); err != nil {
+			return false, false, err
+		}
+	case actCapture:
+	default:
+		return false, false, nil
+	}
+	return d.captureFrom(wf, readAt)
+}
+
+// captureFrom scans wf from the replicated position and, if it holds
+// committed transactions, encodes them as the next pending segment.
+func (d *DB) captureFrom(wf *walFile, readAt time.Time) (captured, whole bool, err error) {
+	scan, err := scanWAL(wf.r, wf.hdr, d.pos, d.r.opts.MaxSegmentBytes, d.maxFrame(wf.hdr))
+	if err != nil {
+		return false, false, err
+	}
+	if scan.ahead && d.recheck < maxRecheck {
+		// A commit frame is written but the WAL-index does not include it
+		// yet: SQLite is committing it now. No further write may come to
+		// wake the inotify watch, so look again at the next sync.
+		d.recheck++
+		d.unsure = true
+		d.r.sched.notify(d)
+	} else if !scan.ahead {
+		d.recheck = 0
+	}
+	if scan.empty() {
+		return false, false, nil
+	}
+	seg, err := d.newSegment(scan)
+	if err != nil {
+		return false, false, err
+	}
+	if !wf.holds(scan) {
+		// Restarted or truncated while the pages were read (possible
+		// between an in-app gate and the reset it guards): read again.
+		seg.close()
+		d.unsure = true
+		d.r.sched.notify(d)
+		return false, false, nil
+	}
+	// Captured: the segment is retried byte for byte until it is durable,
+	// so a PUT that timed out but was stored is recognised, not rewritten.
+	if !scan.full {
+		seg.readAt = readAt // else not every commit before readAt is in it
+	}
+	d.lastActive = readAt
+	d.pending = append(d.pending, seg)
+	d.logger().Debug("captured", "txid", seg.maxTXID.String(), "salt1", scan.hdr.Salt1, "from", scan.from.Offset, "to", scan.end.Offset, "commit", scan.commit)
+	d.txid, d.pos, d.lastTS = seg.maxTXID, scan.end, seg.ts.UnixMilli()
+	return true, !scan.full, nil
+}
+
+// captureTail captures every committed frame after the replicated
+// position into a pending segment, before the WAL can be restarted,
+// truncated or deleted. The caller holds d.mu and has stopped writers (WAL
+// write lock, or SQLite itself calling the in-app gate).
+func (d *DB) captureTail() error {
+	wf, err := d.openWAL()
+	if err != nil || wf == nil {
+		return err
+	}
+	defer wf.f.Close()
+	if !d.pos.SameGen(wf.hdr) || wf.size < d.pos.Offset {
+		return nil // nothing of the replicated generation left to capture
+	}
+	scan, err := scanWAL(wf.r, wf.hdr, d.pos, 0, d.maxFrame(wf.hdr))
+	if err != nil || scan.empty() {
+		return err
+	}
+	seg, err := d.newSegment(scan)
+	if err != nil {
+		return err
+	}
+	d.pending = append(d.pending, seg)
+	d.logger().Debug("captured tail", "txid", seg.maxTXID.String(), "salt1", scan.hdr.Salt1, "from", scan.from.Offset, "to", scan.end.Offset, "commit", scan.commit)
+	d.txid, d.pos, d.lastTS = seg.maxTXID, scan.end, seg.ts.UnixMilli()
+	return nil
+}
+
+// retake ends a hand-over on the watch path: a read-mark slot pins the
+// generation again (so checkpoints can copy its new frames while it cannot
+// be restarted), then READ_LOCK(0) is released.
+func (d *DB) retake() error {
+	if d.app != nil || d.pin.shm == nil || d.pin.slot != 0 {
+		return nil
+	}
+	if err := d.pin.lockSlot(); err != nil {
+		if errors.Is(err, errLockBusy) {
+			return nil // READ_LOCK(0) still pins; try again next time
+		}
+		return err
+	}
+	return d.pin.unlockZero()
+}
+
+// maxFrame returns the WAL-index's last commit frame if it describes the
+// generation hdr, else 0 (no limit: the checksum chain alone decides).
+func (d *DB) maxFrame(hdr wal.Header) uint32 {
+	if st, ok := d.pin.state(); ok && st.salt1 == hdr.Salt1 && st.salt2 == hdr.Salt2 && st.mxFrame > 0 {
+		return st.mxFrame
+	}
+	return 0
+}
+
+// newSegment encodes scan into a spooled segment with the next TXID.
+func (d *DB) newSegment(scan *walScan) (*segment, error) {
+	txid := d.txid + 1
+	ts := d.nextTimestamp()
+	sp, err := newSpoolFor(d.r.opts.SpoolDir, int64(len(scan.pages))*int64(scan.hdr.PageSize))
+	if err != nil {
+		return nil, fmt.Errorf("encode segment %s: %w", txid, err)
+	}
+	if err := encodeSegment(sp, scan, txid, ts, d.storePage); err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("encode segment %s: %w", txid, err)
+	}
+	return &segment{
+		level: SegmentLevel, minTXID: txid, maxTXID: txid, ts: ts, data: sp,
+		commit: scan.commit, pages: len(scan.pages),
+	}, nil
+}
+
+// nextTimestamp returns the current time, never earlier than the timestamp
+// of the previous file so that timestamps grow with TXIDs.
+func (d *DB) nextTimestamp() time.Time {
+	now := time.Now().UTC()
+	if ms := now.UnixMilli(); ms < d.lastTS {
+		return time.UnixMilli(d.lastTS).UTC()
+	}
+	return now
+}
+
+// walFile is an open WAL with a valid header.
+type walFile struct {
+	f    *os.File
+	r    io.ReaderAt // the plaintext: f, or f decoded by an in-app codec
+	hdr  wal.Header
+	size int64
+}
+
+// holds reports whether the WAL still holds the generation and frames scan
+// read: its header is unchanged (a restart rewrites it first) and it is not
+// shorter. Pages are read twice, during the scan (checksummed) and while
+// encoding (not), so an encoder checks this after reading them.
+func (w *walFile) holds(scan *walScan) bool {
+	var b [wal.HeaderSize]byte
+	if _, err := w.r.ReadAt(b[:], 0); err != nil {
+		return false
+	}
+	hdr, err := wal.ParseHeader(b[:])
+	if err != nil || hdr != scan.hdr {
+		return false
+	}
+	fi, err := w.f.Stat()
+	return err == nil && fi.Size() >= scan.end.Offset
+}
+
+// openWAL opens the database's WAL, decoded by the in-app codec if there is
+// one. It returns nil, nil if there is no WAL or it is shorter than a
+// header, and an error matching wal.ErrHeader if its header is invalid.
+func (d *DB) openWAL() (*walFile, error) {
+	if d.app != nil && d.app.codec != nil {
+		return openWALWith(d.walPath, d.app.codec.Reader)
+	}
+	return openWALWith(d.walPath, nil)
+}
+
+// openWALWith opens the WAL at path, reading through decode (nil: the file
+// as is).
+func openWALWith(path string, decode func(io.ReaderAt) io.ReaderAt) (*walFile, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if fi.Size() < wal.HeaderSize {
+		f.Close()
+		return nil, nil // empty: SQLite has not written a header yet
+	}
+	var r io.ReaderAt = f
+	if decode != nil {
+		r = decode(f)
+	}
+	rd, err := wal.NewReader(r)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &walFile{f: f, r: r, hdr: rd.Header(), size: fi.Size()}, nil
+}

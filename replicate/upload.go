@@ -1,0 +1,125 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// uploadPending uploads the captured segments in TXID order. The caller
+// holds d.upMu but not d.mu: the network I/O happens without d.mu, so the
+// gate can append segments meanwhile.
+func (d *DB) uploadPending(ctx context.Context) error {
+	for {
+		if err := d.mu.lock(ctx); err != nil {
+			return err
+		}
+		if len(d.pending) == 0 {
+			d.pending = nil
+			d.mu.unlock()
+			return nil
+		}
+		seg := d.pending[0]
+		d.mu.unlock()
+
+		err := d.put(ctx, seg)
+
+		if lerr := d.mu.lock(context.WithoutCancel(ctx)); lerr != nil {
+			return lerr
+		}
+		if err != nil {
+			if errors.Is(err, ErrExists) {
+				d.logger().Error("another writer uses this database's name in the target; re-reading it", "error", err)
+				d.dropPending()
+				d.apply(evConflict, "")
+				d.releasePin()
+			}
+			d.mu.unlock()
+			return err
+		}
+		if seg.file != "" {
+			os.Remove(seg.file) // uploaded: the spooled copy is not needed
+		}
+		d.markDurable(seg.readAt)
+		seg.close()
+		d.pending[0] = nil
+		d.pending = d.pending[1:]
+		d.mu.unlock()
+	}
+}
+
+// markDurable records that every transaction committed before t is in
+// the target. The caller holds d.mu.
+func (d *DB) markDurable(t time.Time) {
+	if t.IsZero() || !t.After(d.durableAt) {
+		return
+	}
+	d.durableAt = t
+	if d.durableCh != nil {
+		close(d.durableCh)
+		d.durableCh = nil
+	}
+}
+
+// WaitDurable waits until every transaction committed to the database
+// before t is durable in the target, without hastening the upload (see
+// [Replicator.Sync] for that). It measures what an application actually
+// waits for at a given sync interval.
+func (d *DB) WaitDurable(ctx context.Context, t time.Time) error {
+	for {
+		if err := d.mu.lock(ctx); err != nil {
+			return err
+		}
+		if !d.durableAt.Before(t) {
+			d.mu.unlock()
+			return nil
+		}
+		if d.durableCh == nil {
+			d.durableCh = make(chan struct{})
+		}
+		ch := d.durableCh
+		d.mu.unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// put stores one segment or snapshot.
+func (d *DB) put(ctx context.Context, seg *segment) error {
+	if seg.data == nil {
+		return fmt.Errorf("upload %s: %w", ltxKey(d.name, seg.level, seg.minTXID, seg.maxTXID), errNotEncoded)
+	}
+	rd, err := seg.data.Reader()
+	if err != nil {
+		return err
+	}
+	key := ltxKey(d.name, seg.level, seg.minTXID, seg.maxTXID)
+	meta := map[string]string{MetaTimestamp: seg.ts.Format(time.RFC3339Nano)}
+	if err := d.r.store.Put(ctx, key, rd, seg.data.Size(), meta); err != nil {
+		return fmt.Errorf("upload %s: %w", key, err)
+	}
+	if seg.level == SnapshotLevel {
+		d.r.stats.snapshots.Add(1)
+	} else {
+		d.r.stats.segments.Add(1)
+	}
+	d.r.stats.bytes.Add(seg.data.Size())
+	return nil
+}
+
+// errNotEncoded is returned for a pending snapshot whose encoding has not
+// finished; it cannot happen while syncs are serialised by upMu.
+var errNotEncoded = errors.New("snapshot not encoded yet")
+
+// dropPending discards captured segments that can no longer be uploaded.
+func (d *DB) dropPending() {
+	for _, s := range d.pending {
+		s.close()
+	}
+	d.pending = nil
+}
