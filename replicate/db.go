@@ -35,20 +35,20 @@ type DB struct {
 	upMu chanMutex
 	mu   chanMutex
 
-	st       state      // where the database is in the state machine (state.go)
-	reason   string     // stateBroken: why a snapshot is needed
-	pin      pin        // locks and descriptors
-	ino      uint64     // inode of the file replicated
-	pos      wal.Pos    // end of what is captured of the WAL generation pos names
-	stamp    fileStamp  // stateClosed: the database file when its WAL closed
-	txid     ltx.TXID   // last TXID in the target or captured
-	lastTS   int64      // timestamp (ms) of the last file captured
-	snapAt   time.Time  // time of the last snapshot
-	pending  []*segment // captured, not yet uploaded, in TXID order
-	app      *appState  // set for databases captured by an in-process VFS
-	torn     int        // consecutive looks that found the WAL header invalid
-	recheck  int        // consecutive syncs that found a commit beyond the WAL-index
-	unsure   bool       // a capture was abandoned: not everything read is captured
+	st      state      // where the database is in the state machine (state.go)
+	reason  string     // stateBroken: why a snapshot is needed
+	pin     pin        // locks and descriptors
+	ino     uint64     // inode of the file replicated
+	pos     wal.Pos    // end of what is captured of the WAL generation pos names
+	stamp   fileStamp  // stateClosed: the database file when its WAL closed
+	txid    ltx.TXID   // last TXID in the target or captured
+	lastTS  int64      // timestamp (ms) of the last file captured
+	snapAt  time.Time  // time of the last snapshot
+	pending []*segment // captured, not yet uploaded, in TXID order
+	app     *appState  // set for databases captured by an in-process VFS
+	torn    int        // consecutive looks that found the WAL header invalid
+	recheck int        // consecutive syncs that found a commit beyond the WAL-index
+	unsure  bool       // a capture was abandoned: not everything read is captured
 
 	durableAt time.Time     // everything committed before it is in the target
 	durableCh chan struct{} // closed and replaced when durableAt moves
@@ -332,10 +332,10 @@ func (d *DB) syncLocked(ctx context.Context, st *syncState) error {
 
 // syncState is what one sync of a database has done so far.
 type syncState struct {
-	start    time.Time // when the sync started
-	captured bool      // it captured everything committed before some point
-	snapped  bool      // it took a snapshot
-	snapTries int      // snapshots attempted
+	start     time.Time // when the sync started
+	captured  bool      // it captured everything committed before some point
+	snapped   bool      // it took a snapshot
+	snapTries int       // snapshots attempted
 }
 
 // stepResult tells the sync loop what comes after a step.

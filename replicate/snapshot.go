@@ -44,22 +44,22 @@ var errWALChanged = errors.New("the WAL changed while it was read")
 
 // snapPlan is what a snapshot reads, decided under d.mu.
 type snapPlan struct {
-	seg      *segment   // the pending placeholder, filled once encoded
-	reason   string     // why the snapshot is taken
-	ov       *overlay   // committed WAL pages over the database file; nil: the file alone
-	ev       event      // evSnapshot, evSnapshotBackfilled or evSnapshotNoWAL
-	pos      wal.Pos    // the position the snapshot ends at
-	db       *os.File   // the database file
-	ownFile  bool       // db was opened for the snapshot (unpinned)
-	before   fileStamp  // unpinned: the file before the read, compared after
-	zero     bool       // READ_LOCK(0) taken for the snapshot
-	sharedDB bool       // in-app without a WAL: a SHARED lock taken for the read
-	prevPos  wal.Pos    // position before the snapshot, restored on failure
-	prevTXID ltx.TXID   // last TXID before the snapshot
-	size     int64      // database file size
-	hdr      dbHeader   // database header
-	readAt   time.Time  // everything committed before it is in the snapshot
-	stampNow fileStamp  // evSnapshotNoWAL: the file's stamp
+	seg      *segment  // the pending placeholder, filled once encoded
+	reason   string    // why the snapshot is taken
+	ov       *overlay  // committed WAL pages over the database file; nil: the file alone
+	ev       event     // evSnapshot, evSnapshotBackfilled or evSnapshotNoWAL
+	pos      wal.Pos   // the position the snapshot ends at
+	db       *os.File  // the database file
+	ownFile  bool      // db was opened for the snapshot (unpinned)
+	before   fileStamp // unpinned: the file before the read, compared after
+	zero     bool      // READ_LOCK(0) taken for the snapshot
+	sharedDB bool      // in-app without a WAL: a SHARED lock taken for the read
+	prevPos  wal.Pos   // position before the snapshot, restored on failure
+	prevTXID ltx.TXID  // last TXID before the snapshot
+	size     int64     // database file size
+	hdr      dbHeader  // database header
+	readAt   time.Time // everything committed before it is in the snapshot
+	stampNow fileStamp // evSnapshotNoWAL: the file's stamp
 }
 
 func (d *DB) snapshotOnce(ctx context.Context) error {

@@ -126,17 +126,17 @@ func (e event) String() string { return eventNames[e] }
 type action uint8
 
 const (
-	actNone    action = iota
-	actCapture        // capture the commits after pos
-	actAdopt          // the new generation continues the chain: pos = its start
-	actRetake         // end the hand-over: take a read-mark slot back, release READ_LOCK(0)
-	actRetry          // look again at the next sync
-	actHandOver       // let SQLite restart the generation (READ_LOCK(0), slot released)
-	actClose          // checkpoint and truncate the WAL, take the slot back
-	actSpool          // in-app: the reset's segments are spooled; record the closed generation
-	actRelease        // release every descriptor
-	actReopen         // open the file now at the path
-	actRead           // re-read the target
+	actNone     action = iota
+	actCapture         // capture the commits after pos
+	actAdopt           // the new generation continues the chain: pos = its start
+	actRetake          // end the hand-over: take a read-mark slot back, release READ_LOCK(0)
+	actRetry           // look again at the next sync
+	actHandOver        // let SQLite restart the generation (READ_LOCK(0), slot released)
+	actClose           // checkpoint and truncate the WAL, take the slot back
+	actSpool           // in-app: the reset's segments are spooled; record the closed generation
+	actRelease         // release every descriptor
+	actReopen          // open the file now at the path
+	actRead            // re-read the target
 )
 
 // step is one cell of the table: the next state, what to do, and for a

@@ -23,10 +23,10 @@ type watcher struct {
 	r *Replicator
 
 	mu    sync.Mutex
-	in    *inotify              // +checklocks:mu; created on first use
-	dirs  map[string]*watchDir  // +checklocks:mu; by directory path
-	roots map[string]*watchRoot // +checklocks:mu; WatchDir roots
-	cands map[string]*watchRoot // +checklocks:mu; files that may become databases
+	in    *inotify               // +checklocks:mu; created on first use
+	dirs  map[string]*watchDir   // +checklocks:mu; by directory path
+	roots map[string]*watchRoot  // +checklocks:mu; WatchDir roots
+	cands map[string]*watchRoot  // +checklocks:mu; files that may become databases
 	retry map[string]*time.Timer // +checklocks:mu; candidates that failed, retried with a backoff
 	fails map[string]int         // +checklocks:mu; consecutive failures per candidate
 	ctx   context.Context        // +checklocks:mu; of run, for retries
