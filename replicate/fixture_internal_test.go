@@ -72,9 +72,14 @@ func (f *fixture) closeApp() {
 	f.app = nil
 }
 
+// logger returns a logger writing into f.log.
+func (f *fixture) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 func (f *fixture) start(opts Options) {
 	f.t.Helper()
-	opts.Logger = slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts.Logger = f.logger()
 	f.r = New(f.store, opts)
 	d, err := f.r.Add(f.ctx, f.path, "db")
 	if err != nil {

@@ -154,6 +154,13 @@ type Replicator struct {
 
 	pinned     atomic.Int64 // watched databases holding a pin
 	pinnedPeak atomic.Int64 // most pinned at once
+
+	testHooks testHooks // set by tests only, before use
+}
+
+// testHooks let white-box tests act at points no external event can reach.
+type testHooks struct {
+	afterScan func() // after a capture's scan, before its pages are re-read
 }
 
 // New returns a Replicator that uploads into store.

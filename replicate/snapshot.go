@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -95,6 +96,13 @@ func (d *DB) planSnapshot(ctx context.Context) (p *snapPlan, err error) {
 		d.pin.openSHM(d.shmPath)
 	} else if d.pin.db != nil && d.pin.shm == nil {
 		if err := d.pinWAL(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if d.app == nil && d.pin.slot != 0 && strings.HasPrefix(p.reason, whyChain) {
+		// Frames past the break cannot be read from the WAL: once every
+		// frame is copied, the database file alone is the state.
+		if err := d.passiveCheckpoint(ctx); err != nil {
 			return nil, err
 		}
 	}
