@@ -367,7 +367,6 @@ func TestAbandonedCaptureNotDurable(t *testing.T) {
 	f.checkRestore()
 }
 
-
 // downStore is a Storage that fails every call while down is set, like an
 // unreachable target.
 type downStore struct {

@@ -82,8 +82,8 @@ func (d *DB) snapshotOnce(ctx context.Context) error {
 
 // planSnapshot locks what the snapshot needs, copies the WAL's committed
 // pages and allocates the snapshot's TXID. The caller holds d.mu.
-func (d *DB) planSnapshot(ctx context.Context) (p *snapPlan, err error) {
-	p = &snapPlan{reason: d.reason, prevPos: d.pos, prevTXID: d.txid, readAt: time.Now()}
+func (d *DB) planSnapshot(ctx context.Context) (_ *snapPlan, err error) {
+	p := &snapPlan{reason: d.reason, prevPos: d.pos, prevTXID: d.txid, readAt: time.Now()}
 	if p.reason == "" {
 		p.reason = "scheduled"
 	}

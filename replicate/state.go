@@ -220,7 +220,9 @@ var machine = func() (m [numStates][numEvents]step) {
 
 	// Closed: a new generation continues the chain only over an unchanged
 	// database file (evDBChanged is checked first).
-	m[stateClosed][evCommits] = to(stateFollowing, actCapture)
+	// The closed generation seen again: its reset has not landed yet (the
+	// VFS gate runs just before SQLite writes the new header).
+	m[stateClosed][evCommits] = to(stateClosed, actRetry)
 	m[stateClosed][evNewGen] = to(stateFollowing, actAdopt)
 	m[stateClosed][evNoWAL] = to(stateClosed, actNone)
 	m[stateClosed][evTorn] = to(stateClosed, actRetry)
