@@ -145,7 +145,7 @@ func (d *DB) captureFrom(wf *walFile, readAt time.Time) (captured, whole bool, e
 	}
 	d.lastActive = readAt
 	d.pending = append(d.pending, seg)
-	d.logger().Debug("captured", "txid", seg.maxTXID.String(), "salt1", scan.hdr.Salt1, "from", scan.from.Offset, "to", scan.end.Offset, "commit", scan.commit)
+	d.debug("captured", "txid", seg.maxTXID.String(), "salt1", scan.hdr.Salt1, "from", scan.from.Offset, "to", scan.end.Offset, "commit", scan.commit)
 	d.txid, d.pos, d.lastTS = seg.maxTXID, scan.end, seg.ts.UnixMilli()
 	return true, !scan.full, nil
 }
@@ -172,7 +172,7 @@ func (d *DB) captureTail() error {
 		return err
 	}
 	d.pending = append(d.pending, seg)
-	d.logger().Debug("captured tail", "txid", seg.maxTXID.String(), "salt1", scan.hdr.Salt1, "from", scan.from.Offset, "to", scan.end.Offset, "commit", scan.commit)
+	d.debug("captured tail", "txid", seg.maxTXID.String(), "salt1", scan.hdr.Salt1, "from", scan.from.Offset, "to", scan.end.Offset, "commit", scan.commit)
 	d.txid, d.pos, d.lastTS = seg.maxTXID, scan.end, seg.ts.UnixMilli()
 	return nil
 }

@@ -167,7 +167,7 @@ func (d *DB) closeIfAppClosed(ctx context.Context) error {
 		return nil
 	}
 	if err := d.truncateWAL(ctx); err != nil {
-		d.logger().Debug("truncate wal after the application closed", "error", err)
+		d.debug("truncate wal after the application closed", "error", err)
 		return nil
 	}
 	if fi, err := os.Stat(d.walPath); err != nil || fi.Size() != 0 || d.pin.othersAttached() {
@@ -186,7 +186,7 @@ func (d *DB) closeIfAppClosed(ctx context.Context) error {
 	// is unchanged.
 	rec := closedRecord{After: d.txid, Gen: [2]uint32{gen.Salt1, gen.Salt2}, Stamp: stamp}
 	if err := writeRecord(d.recordDir(), rec); err != nil {
-		d.logger().Debug("record closed wal", "error", err)
+		d.debug("record closed wal", "error", err)
 	}
 	return nil
 }

@@ -79,6 +79,14 @@ func (d *DB) TXID() ltx.TXID {
 
 func (d *DB) logger() *slog.Logger { return d.r.log.With("db", d.name) }
 
+// debug logs at debug level, allocating nothing when that level is off
+// (it is on hot paths: every capture, every transition).
+func (d *DB) debug(msg string, args ...any) {
+	if d.r.log.Enabled(context.Background(), slog.LevelDebug) {
+		d.logger().Debug(msg, args...)
+	}
+}
+
 // apply takes the transition of the state machine for ev and returns it for
 // the caller to carry out its action. detail, if not empty, replaces the
 // reason of a transition to Broken. The caller holds d.mu.
@@ -96,7 +104,7 @@ func (d *DB) apply(ev event, detail string) step {
 		}
 	}
 	if s.next != d.st {
-		d.logger().Debug("state", "from", d.st.String(), "to", s.next.String(), "event", ev.String())
+		d.debug("state", "from", d.st.String(), "to", s.next.String(), "event", ev.String())
 	}
 	d.st = s.next
 	if s.act == actRelease {

@@ -270,7 +270,7 @@ func (d *DB) finishSnapshot(p *snapPlan, commit uint32, size int64, err error) e
 		}
 		// For a restart: the chain continues over this file, if unchanged.
 		if err := writeRecord(d.recordDir(), closedRecord{After: p.seg.maxTXID, Stamp: p.stampNow}); err != nil {
-			d.logger().Debug("record snapshot without a WAL", "error", err)
+			d.debug("record snapshot without a WAL", "error", err)
 		}
 	}
 	d.snapAt, d.reason = time.Now(), ""

@@ -139,6 +139,10 @@ const (
 	actRead            // re-read the target
 )
 
+var actionNames = map[action]string{actNone: "", actCapture: "capture", actAdopt: "adopt", actRetake: "retake slot",
+	actRetry: "look again", actHandOver: "hand over", actClose: "truncate WAL", actSpool: "spool", actRelease: "release",
+	actReopen: "reopen", actRead: "read target"}
+
 // step is one cell of the table: the next state, what to do, and for a
 // transition to Broken the reason logged and recorded.
 type step struct {
@@ -169,27 +173,32 @@ const (
 
 // machine is the transition table, machine[state][event].
 var machine = func() (m [numStates][numEvents]step) {
-	// Events that every live state answers alike.
-	for _, s := range []state{stateNew, stateFollowing, stateHandedOver, stateClosed, stateBroken} {
-		m[s][evReplaced] = step{next: stateBroken, act: actReopen, reason: whyReplaced, set: true}
-		m[s][evDeleted] = to(stateGone, actRelease)
-		m[s][evCreated] = to(s, actNone) // the file is there: nothing to do
-		m[s][evConflict] = to(stateNew, actRead)
-		m[s][evSnapshot] = to(stateFollowing, actNone)
-		m[s][evSnapshotBackfilled] = to(stateHandedOver, actNone)
-		m[s][evSnapshotNoWAL] = to(stateClosed, actNone)
-		m[s][evSnapshotFailed] = broken("snapshot failed")
-		m[s][evResumed] = to(stateFollowing, actNone)
-		m[s][evResumedClosed] = to(stateClosed, actNone)
-		m[s][evUnproven] = broken("")
-	}
-
-	// New: only the resume leaves it; WAL observations wait for it.
-	for ev := range numEvents {
-		if !m[stateNew][ev].set {
-			m[stateNew][ev] = to(stateNew, actNone)
+	// Unless set below, an event changes nothing.
+	for st := range numStates {
+		for ev := range numEvents {
+			m[st][ev] = to(st, actNone)
 		}
 	}
+
+	// New: the first sync reads the target.
+	m[stateNew][evResumed] = to(stateFollowing, actNone)
+	m[stateNew][evResumedClosed] = to(stateClosed, actNone)
+
+	// Events that every live state answers alike.
+	for _, st := range []state{stateNew, stateFollowing, stateHandedOver, stateClosed, stateBroken} {
+		m[st][evUnproven] = broken("")
+		m[st][evReplaced] = step{next: stateBroken, act: actReopen, reason: whyReplaced, set: true}
+		m[st][evDeleted] = to(stateGone, actRelease)
+		m[st][evConflict] = to(stateNew, actRead)
+		if st != stateNew {
+			m[st][evSnapshot] = to(stateFollowing, actNone)
+			m[st][evSnapshotBackfilled] = to(stateHandedOver, actNone)
+			m[st][evSnapshotNoWAL] = to(stateClosed, actNone)
+			m[st][evSnapshotFailed] = broken("snapshot failed")
+		}
+	}
+	m[stateBroken][evUnproven] = to(stateBroken, actNone)
+	m[stateBroken][evSnapshotFailed] = to(stateBroken, actNone)
 
 	m[stateFollowing][evCommits] = to(stateFollowing, actCapture)
 	m[stateFollowing][evNewGen] = broken(whyRestarted)
@@ -200,55 +209,36 @@ var machine = func() (m [numStates][numEvents]step) {
 	m[stateFollowing][evChainShort] = broken(whyChain)
 	m[stateFollowing][evAppClosed] = to(stateHandedOver, actHandOver) // whatever its length
 	m[stateFollowing][evReset] = to(stateClosed, actSpool)
-	m[stateFollowing][evDBChanged] = to(stateFollowing, actNone) // checkpoints write it: no stamp kept
 	m[stateFollowing][evUnpin] = to(stateFollowing, actRelease)
 
 	// HandedOver: the generation may be restarted (a new one continues the
 	// chain) or may go on (a reader that began before the checkpoint
 	// writes to it): then the hand-over ends and the slot is taken back.
+	// Emptied by a TRUNCATE checkpoint, it lost nothing.
 	m[stateHandedOver][evCommits] = to(stateFollowing, actRetake)
 	m[stateHandedOver][evNewGen] = to(stateFollowing, actAdopt)
-	m[stateHandedOver][evNoWAL] = to(stateHandedOver, actNone) // TRUNCATE checkpoint: nothing lost
 	m[stateHandedOver][evTorn] = to(stateHandedOver, actRetry)
-	m[stateHandedOver][evShort] = to(stateHandedOver, actNone)
-	m[stateHandedOver][evBackfilled] = to(stateHandedOver, actNone)
 	m[stateHandedOver][evChainShort] = broken(whyChain)
 	m[stateHandedOver][evAppClosed] = to(stateClosed, actClose)
 	m[stateHandedOver][evReset] = to(stateClosed, actSpool)
-	m[stateHandedOver][evDBChanged] = to(stateHandedOver, actNone) // READ_LOCK(0): no checkpoint can write it
 	m[stateHandedOver][evUnpin] = to(stateClosed, actRelease)
 
-	// Closed: a new generation continues the chain only over an unchanged
-	// database file (evDBChanged is checked first).
-	// The closed generation seen again: its reset has not landed yet (the
-	// VFS gate runs just before SQLite writes the new header).
+	// Closed: a new generation continues the chain (over an unchanged
+	// database file: evDBChanged is checked first). The closed generation
+	// seen again is a reset not landed yet: the VFS gate runs just before
+	// SQLite writes the new header.
 	m[stateClosed][evCommits] = to(stateClosed, actRetry)
 	m[stateClosed][evNewGen] = to(stateFollowing, actAdopt)
-	m[stateClosed][evNoWAL] = to(stateClosed, actNone)
 	m[stateClosed][evTorn] = to(stateClosed, actRetry)
-	m[stateClosed][evShort] = to(stateClosed, actNone)
-	m[stateClosed][evBackfilled] = to(stateClosed, actNone)
-	m[stateClosed][evChainShort] = to(stateClosed, actNone)
-	m[stateClosed][evAppClosed] = to(stateClosed, actNone)
 	m[stateClosed][evReset] = to(stateClosed, actSpool)
 	m[stateClosed][evDBChanged] = broken(whyChanged)
 	m[stateClosed][evUnpin] = to(stateClosed, actRelease)
 
 	// Broken: whatever is observed, the snapshot comes first.
-	for ev := range numEvents {
-		if !m[stateBroken][ev].set {
-			m[stateBroken][ev] = to(stateBroken, actNone)
-		}
-	}
 	m[stateBroken][evUnpin] = to(stateBroken, actRelease)
 
 	// Gone: only a file at the path again leaves it.
-	for ev := range numEvents {
-		m[stateGone][ev] = to(stateGone, actNone)
-	}
 	m[stateGone][evCreated] = step{next: stateBroken, act: actReopen, reason: whyCreated, set: true}
-	m[stateGone][evConflict] = to(stateGone, actNone)
-	m[stateGone][evDeleted] = to(stateGone, actRelease)
 	return m
 }()
 
