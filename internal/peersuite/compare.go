@@ -29,7 +29,9 @@ func compareSpeedtest(module, work string, pairs, size int, interval time.Durati
 		}
 	}
 	target := filepath.Join(work, "target")
-	runOne := func(vfsName string, i int) (float64, error) {
+	// runOne returns speedtest1's TOTAL and the CPU time (user+system) of
+	// the whole process, which the background replication adds to.
+	runOne := func(vfsName string, i int) (total, cpu float64, err error) {
 		// speedtest1's TestMain takes every argument not starting with
 		// "-test." as its own: test flags must be -test.name=value.
 		args := []string{"-test.run=^$", "-test.bench=^Benchmark_speedtest1$",
@@ -44,37 +46,42 @@ func compareSpeedtest(module, work string, pairs, size int, interval time.Durati
 		cmd.Env = suiteEnv(target, interval.String())
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			return 0, fmt.Errorf("speedtest1 --vfs %s: %w\n%s", vfsName, err, out)
+			return 0, 0, fmt.Errorf("speedtest1 --vfs %s: %w\n%s", vfsName, err, out)
 		}
 		m := totalLine.FindSubmatch(out)
 		if m == nil {
-			return 0, fmt.Errorf("speedtest1 --vfs %s printed no TOTAL line:\n%s", vfsName, out)
+			return 0, 0, fmt.Errorf("speedtest1 --vfs %s printed no TOTAL line:\n%s", vfsName, out)
 		}
-		return strconv.ParseFloat(string(m[1]), 64)
+		total, err = strconv.ParseFloat(string(m[1]), 64)
+		cpu = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+		return total, cpu, err
 	}
 	fmt.Printf("peersuite: speedtest1 --size %d --journal wal, %d alternating pairs, walsync sync interval %s\n", size, pairs, interval)
-	fmt.Printf("peersuite: %4s %10s %10s %8s\n", "pair", "plain s", "walsync s", "ratio")
-	var plain, walsync, ratios []float64
+	fmt.Printf("peersuite: %4s %10s %10s %8s %12s %12s %8s\n", "pair", "plain s", "walsync s", "ratio", "plain cpu s", "walsync cpu", "ratio")
+	var plain, walsync, ratios, cpuRatios []float64
 	for i := range pairs {
 		order := []string{"plain", "walsync"}
 		if i%2 == 1 {
 			order = []string{"walsync", "plain"}
 		}
-		got := map[string]float64{}
+		got, cpu := map[string]float64{}, map[string]float64{}
 		for _, v := range order {
-			t, err := runOne(v, i)
+			t, c, err := runOne(v, i)
 			if err != nil {
 				return err
 			}
-			got[v] = t
+			got[v], cpu[v] = t, c
 		}
 		plain, walsync = append(plain, got["plain"]), append(walsync, got["walsync"])
 		ratios = append(ratios, got["walsync"]/got["plain"])
-		fmt.Printf("peersuite: %4d %10.3f %10.3f %8.3f\n", i, got["plain"], got["walsync"], ratios[i])
+		cpuRatios = append(cpuRatios, cpu["walsync"]/cpu["plain"])
+		fmt.Printf("peersuite: %4d %10.3f %10.3f %8.3f %12.3f %12.3f %8.3f\n", i, got["plain"], got["walsync"], ratios[i], cpu["plain"], cpu["walsync"], cpuRatios[i])
 	}
 	mp, mw, mr := median(plain), median(walsync), median(ratios)
 	fmt.Printf("peersuite: median plain %.3fs, walsync %.3fs: ratio of medians %.3f, median paired ratio %.3f (range %.3f-%.3f)\n",
 		mp, mw, mw/mp, mr, slices.Min(ratios), slices.Max(ratios))
+	fmt.Printf("peersuite: process CPU time (speedtest1 plus the background replication): median paired ratio %.3f (range %.3f-%.3f)\n",
+		median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
 	return nil
 }
 
