@@ -72,6 +72,8 @@ echo "== benchmarks, once each" >&2
 go test -run '^$' -bench . -benchtime=1x ./... >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
 grep -E '^(Benchmark|ok|FAIL)' "$log"
 
+echo "== ncruces' VFS suites through the walsync VFS, then restores (internal/peersuite)" >&2; go run ./internal/peersuite
+
 echo "== walsync bench --dbs 5 (restores verified)" >&2
 go run ./cmd/walsync bench --dbs 5 --duration 5s --warmup 2s
 

@@ -52,54 +52,8 @@ var benchSeq int
 // 1,000-row transactions per op, the replicator uploading in the
 // background (default 1 s interval) to a local target.
 func BenchmarkInsert(b *testing.B) {
-	const params = "&_pragma=journal_mode(wal)&_pragma=synchronous(normal)&_pragma=busy_timeout(5000)"
-	b.Run("plain", func(b *testing.B) {
-		for b.Loop() {
-			b.StopTimer()
-			db, err := sql.Open("sqlite3", "file:"+filepath.Join(b.TempDir(), "plain.db")+"?vfs=os"+params)
-			if err != nil {
-				b.Fatal(err)
-			}
-			db.SetMaxOpenConns(1)
-			b.StartTimer()
-			insertWorkload(b, db)
-			b.StopTimer()
-			db.Close()
-			b.StartTimer()
-		}
-	})
-	b.Run("walsync", func(b *testing.B) {
-		for b.Loop() {
-			b.StopTimer()
-			dir := b.TempDir()
-			store, err := dirstore.Open(filepath.Join(dir, "target"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			r := replicate.New(store, replicate.Options{SyncInterval: time.Second})
-			ctx, cancel := context.WithCancel(context.Background())
-			var wg sync.WaitGroup
-			wg.Go(func() { r.Run(ctx) })
-			benchSeq++
-			v, err := vfs.Register(fmt.Sprintf("walsync-bench-%d", benchSeq), r, vfs.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "walsync.db")+"?vfs="+v.Name()+params)
-			if err != nil {
-				b.Fatal(err)
-			}
-			db.SetMaxOpenConns(1)
-			b.StartTimer()
-			insertWorkload(b, db)
-			b.StopTimer()
-			db.Close()
-			cancel()
-			wg.Wait()
-			v.Unregister()
-			b.StartTimer()
-		}
-	})
+	b.Run("plain", func(b *testing.B) { benchVFS(b, false, insertWorkload) })
+	b.Run("walsync", func(b *testing.B) { benchVFS(b, true, insertWorkload) })
 }
 
 // BenchmarkCommitLatency measures commit → durable in a real S3 server
