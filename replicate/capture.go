@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/superfly/ltx"
+
 	"github.com/walsync/walsync/internal/wal"
 )
 
@@ -56,25 +58,45 @@ func (d *DB) observe() (*walFile, event, string, error) {
 	return wf, evNewGen, "", nil
 }
 
-// capture reads the WAL transactions committed after the replicated
-// position (at most MaxSegmentBytes of them) into one pending segment,
-// taking the transition for what the WAL holds first. It reports whether it
-// captured anything and, if so, whether that is every transaction
-// committed before readAt (false: MaxSegmentBytes cut it short).
-func (d *DB) capture(readAt time.Time) (captured, whole bool, err error) {
+// capturePlan is a capture decided under d.mu, run without it (the scan
+// and the LZ4 encoding of a large transaction take a while, and the in-app
+// reset gate must not wait for them), and committed under d.mu again if
+// nothing was captured meanwhile.
+type capturePlan struct {
+	wf      *walFile  // the WAL, open
+	st      state     // state when planned
+	pos     wal.Pos   // position when planned
+	txid    ltx.TXID  // the segment's TXID
+	ts      time.Time // the segment's timestamp
+	mxFrame uint32    // the WAL-index's last commit frame (0: none)
+	readAt  time.Time // every commit acknowledged before it is in the WAL read
+
+	scan *walScan // set by run
+	seg  *segment // set by run
+	err  error    // set by run
+}
+
+// capture takes the transition for what the WAL holds relative to the
+// replicated position and, if there may be commits to capture, returns the
+// plan to capture them (at most MaxSegmentBytes of them). The caller holds
+// d.mu.
+func (d *DB) capture(readAt time.Time) (*capturePlan, error) {
 	wf, ev, detail, err := d.observe()
 	if err != nil {
-		return false, false, err
+		return nil, err
 	}
-	if wf != nil {
-		defer wf.f.Close()
-	}
+	keep := false
+	defer func() {
+		if wf != nil && !keep {
+			wf.f.Close()
+		}
+	}()
 	s := d.apply(ev, detail)
 	switch s.act {
 	case actRetry:
 		d.unsure = true
 		d.r.sched.notify(d)
-		return false, false, nil
+		return nil, nil
 	case actAdopt:
 		d.pos = wf.hdr.Start()
 		d.stamp = fileStamp{}
@@ -82,32 +104,72 @@ func (d *DB) capture(readAt time.Time) (captured, whole bool, err error) {
 			d.app.next = nil
 		}
 		if err := d.retake(); err != nil {
-			return false, false, err
+			return nil, err
 		}
 	case actRetake:
 		if err := d.retake(); err != nil {
-			return false, false, err
+			return nil, err
 		}
 	case actCapture:
 	default:
-		return false, false, nil
+		return nil, nil
 	}
-	return d.captureFrom(wf, readAt)
+	keep = true
+	return &capturePlan{wf: wf, st: d.st, pos: d.pos, txid: d.txid + 1, ts: d.nextTimestamp(),
+		mxFrame: d.maxFrame(wf.hdr), readAt: readAt}, nil
 }
 
-// captureFrom scans wf from the replicated position and, if it holds
-// committed transactions, encodes them as the next pending segment.
-func (d *DB) captureFrom(wf *walFile, readAt time.Time) (captured, whole bool, err error) {
-	mxFrame := d.maxFrame(wf.hdr)
-	scan, err := scanWAL(wf.r, wf.hdr, d.pos, d.r.opts.MaxSegmentBytes, mxFrame)
-	if err != nil {
-		return false, false, err
+// run scans the WAL from the planned position and encodes what it holds,
+// without d.mu.
+func (p *capturePlan) run(d *DB) {
+	p.scan, p.err = scanWAL(p.wf.r, p.wf.hdr, p.pos, d.r.opts.MaxSegmentBytes, p.mxFrame)
+	if p.err != nil || p.scan.empty() {
+		return
 	}
-	if n := framesBefore(wf.hdr, scan.end); mxFrame > 0 && !scan.full && !scan.ahead && n < int64(mxFrame) && wf.holds(scan) {
+	if h := d.r.testHooks.afterScan; h != nil {
+		h()
+	}
+	sp, err := newSpoolFor(d.r.opts.SpoolDir, int64(len(p.scan.pages))*int64(p.wf.hdr.PageSize))
+	if err == nil {
+		if err = encodeSegment(sp, p.scan, p.txid, p.ts, d.storePage); err != nil {
+			sp.Close()
+		}
+	}
+	if err != nil {
+		p.err = fmt.Errorf("encode segment %s: %w", p.txid, err)
+		return
+	}
+	p.seg = &segment{level: SegmentLevel, minTXID: p.txid, maxTXID: p.txid, ts: p.ts, data: sp,
+		commit: p.scan.commit, pages: len(p.scan.pages)}
+}
+
+// finish commits what run captured, or drops it if the database moved on
+// meanwhile (an in-app reset captured the same frames). It reports whether
+// it captured anything and, if so, whether that is every transaction
+// committed before the plan's readAt (false: MaxSegmentBytes cut it
+// short). The caller holds d.mu.
+func (p *capturePlan) finish(d *DB) (captured, whole bool, err error) {
+	defer p.wf.f.Close()
+	drop := func() {
+		if p.seg != nil {
+			p.seg.close()
+		}
+	}
+	if p.err != nil {
+		drop()
+		return false, false, p.err
+	}
+	if d.st != p.st || d.pos != p.pos || d.txid+1 != p.txid {
+		drop() // the gate captured these frames itself: look again
+		return false, false, errMovedOn
+	}
+	scan, wf := p.scan, p.wf
+	if n := framesBefore(wf.hdr, scan.end); p.mxFrame > 0 && !scan.full && !scan.ahead && n < int64(p.mxFrame) && wf.holds(scan) {
 		// Frames the WAL-index calls committed (so complete: SQLite adds
 		// them to the index after writing them) do not verify: the chain
 		// is broken inside committed data.
-		d.apply(evChainShort, fmt.Sprintf("%s (frame %d of %d)", whyChain, n+1, mxFrame))
+		drop()
+		d.apply(evChainShort, fmt.Sprintf("%s (frame %d of %d)", whyChain, n+1, p.mxFrame))
 		return false, false, nil
 	}
 	if scan.ahead && d.recheck < maxRecheck {
@@ -120,62 +182,33 @@ func (d *DB) captureFrom(wf *walFile, readAt time.Time) (captured, whole bool, e
 	} else if !scan.ahead {
 		d.recheck = 0
 	}
-	if scan.empty() {
+	if p.seg == nil {
 		return false, false, nil
-	}
-	if h := d.r.testHooks.afterScan; h != nil {
-		h()
-	}
-	seg, err := d.newSegment(scan)
-	if err != nil {
-		return false, false, err
 	}
 	if !wf.holds(scan) {
 		// Restarted or truncated while the pages were read (possible
 		// between an in-app gate and the reset it guards): read again.
-		seg.close()
+		drop()
 		d.unsure = true
 		d.r.sched.notify(d)
 		return false, false, nil
 	}
 	// Captured: the segment is retried byte for byte until it is durable,
 	// so a PUT that timed out but was stored is recognised, not rewritten.
+	seg := p.seg
 	if !scan.full {
-		seg.readAt = readAt // else not every commit before readAt is in it
+		seg.readAt = p.readAt // else not every commit before readAt is in it
 	}
-	d.lastActive = readAt
+	d.lastActive = p.readAt
 	d.pending = append(d.pending, seg)
 	d.debug("captured", "txid", seg.maxTXID.String(), "salt1", scan.hdr.Salt1, "from", scan.from.Offset, "to", scan.end.Offset, "commit", scan.commit)
 	d.txid, d.pos, d.lastTS = seg.maxTXID, scan.end, seg.ts.UnixMilli()
 	return true, !scan.full, nil
 }
 
-// captureTail captures every committed frame after the replicated
-// position into a pending segment, before the WAL can be restarted,
-// truncated or deleted. The caller holds d.mu and has stopped writers (WAL
-// write lock, or SQLite itself calling the in-app gate).
-func (d *DB) captureTail() error {
-	wf, err := d.openWAL()
-	if err != nil || wf == nil {
-		return err
-	}
-	defer wf.f.Close()
-	if !d.pos.SameGen(wf.hdr) || wf.size < d.pos.Offset {
-		return nil // nothing of the replicated generation left to capture
-	}
-	scan, err := scanWAL(wf.r, wf.hdr, d.pos, 0, d.maxFrame(wf.hdr))
-	if err != nil || scan.empty() {
-		return err
-	}
-	seg, err := d.newSegment(scan)
-	if err != nil {
-		return err
-	}
-	d.pending = append(d.pending, seg)
-	d.debug("captured tail", "txid", seg.maxTXID.String(), "salt1", scan.hdr.Salt1, "from", scan.from.Offset, "to", scan.end.Offset, "commit", scan.commit)
-	d.txid, d.pos, d.lastTS = seg.maxTXID, scan.end, seg.ts.UnixMilli()
-	return nil
-}
+// errMovedOn means a capture run without d.mu found the database moved on
+// (the in-app gate captured the same frames): it is planned again.
+var errMovedOn = errors.New("captured meanwhile")
 
 // framesBefore returns the number of frames before pos in the generation
 // hdr describes.
@@ -209,24 +242,6 @@ func (d *DB) maxFrame(hdr wal.Header) uint32 {
 		return st.mxFrame
 	}
 	return 0
-}
-
-// newSegment encodes scan into a spooled segment with the next TXID.
-func (d *DB) newSegment(scan *walScan) (*segment, error) {
-	txid := d.txid + 1
-	ts := d.nextTimestamp()
-	sp, err := newSpoolFor(d.r.opts.SpoolDir, int64(len(scan.pages))*int64(scan.hdr.PageSize))
-	if err != nil {
-		return nil, fmt.Errorf("encode segment %s: %w", txid, err)
-	}
-	if err := encodeSegment(sp, scan, txid, ts, d.storePage); err != nil {
-		sp.Close()
-		return nil, fmt.Errorf("encode segment %s: %w", txid, err)
-	}
-	return &segment{
-		level: SegmentLevel, minTXID: txid, maxTXID: txid, ts: ts, data: sp,
-		commit: scan.commit, pages: len(scan.pages),
-	}, nil
 }
 
 // nextTimestamp returns the current time, never earlier than the timestamp

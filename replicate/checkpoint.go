@@ -95,7 +95,7 @@ func (d *DB) handOver(ev event) (bool, error) {
 	if !ok || !sameSalts(d.pos, st) || st.nBackfill < st.mxFrame {
 		return false, d.pin.unlockWriter()
 	}
-	err := d.captureTail()
+	err := d.captureRawTail()
 	short := err == nil && d.framesAt(d.pos) < int64(st.mxFrame)
 	if err == nil {
 		err = d.pin.lockZero()
@@ -219,7 +219,7 @@ func (d *DB) truncateWAL(ctx context.Context) error {
 		return fmt.Errorf("truncate wal: %w", err)
 	}
 	unregister := setGate(d.walPath, 0, func() error {
-		if err := d.captureTail(); err != nil {
+		if err := d.captureRawTail(); err != nil {
 			d.discontinuity("capture before WAL truncate failed: " + err.Error())
 		}
 		return nil

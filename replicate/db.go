@@ -328,6 +328,10 @@ func (d *DB) syncLocked(ctx context.Context, st *syncState) error {
 			return err
 		}
 		switch next {
+		case stepCapture:
+			if err := d.runCapture(ctx, st); err != nil {
+				return err
+			}
 		case stepSnapshot:
 			if err := d.snapshot(ctx); err != nil {
 				return err
@@ -340,10 +344,11 @@ func (d *DB) syncLocked(ctx context.Context, st *syncState) error {
 
 // syncState is what one sync of a database has done so far.
 type syncState struct {
-	start     time.Time // when the sync started
-	captured  bool      // it captured everything committed before some point
-	snapped   bool      // it took a snapshot
-	snapTries int       // snapshots attempted
+	start     time.Time    // when the sync started
+	captured  bool         // it captured everything committed before some point
+	snapped   bool         // it took a snapshot
+	snapTries int          // snapshots attempted
+	plan      *capturePlan // the capture step planned
 }
 
 // stepResult tells the sync loop what comes after a step.
@@ -353,7 +358,33 @@ const (
 	stepDone     stepResult = iota // upload what is captured and stop
 	stepAgain                      // upload what is captured and step again
 	stepSnapshot                   // take a snapshot (without d.mu), then step again
+	stepCapture                    // run st.plan (without d.mu), then step again
 )
+
+// runCapture runs the capture step planned, without d.mu, and commits it.
+func (d *DB) runCapture(ctx context.Context, st *syncState) error {
+	p := st.plan
+	st.plan = nil
+	p.run(d)
+	if err := d.mu.lock(context.WithoutCancel(ctx)); err != nil {
+		p.wf.f.Close()
+		return err
+	}
+	defer d.mu.unlock()
+	captured, whole, err := p.finish(d)
+	switch {
+	case errors.Is(err, errMovedOn):
+		return nil // planned again by the next step
+	case err != nil:
+		return err
+	case captured:
+		st.captured = whole
+	default:
+		st.captured = true
+		d.markDurableIfIdle(p.readAt)
+	}
+	return nil
+}
 
 // step does the next piece of local work and reports whether there is more
 // (the caller uploads what was captured and calls step again): follow the
@@ -403,14 +434,15 @@ func (d *DB) step(ctx context.Context, st *syncState) (stepResult, error) {
 	}
 	if !st.captured {
 		attempt := time.Now()
-		captured, whole, err := d.capture(attempt)
+		plan, err := d.capture(attempt)
 		if err != nil {
 			return stepDone, err
 		}
-		if captured {
-			st.captured = whole
-			return stepAgain, nil
+		if plan != nil {
+			st.plan = plan
+			return stepCapture, nil
 		}
+		st.captured = true
 		d.markDurableIfIdle(attempt)
 	}
 	if d.st == stateBroken { // the capture found a discontinuity

@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -215,7 +217,7 @@ func (d *DB) beforeWALReset(next []byte) {
 	default:
 		return // Broken or Gone: the snapshot reads whatever is there
 	}
-	if err := d.captureTail(); err != nil {
+	if err := d.captureRawTail(); err != nil {
 		d.discontinuity("capture before WAL reset failed: " + err.Error())
 		return
 	}
@@ -349,9 +351,12 @@ func (d *DB) storePage(pgno uint32, page []byte) ([]byte, error) {
 	return d.app.codec.StorePage(pgno, page)
 }
 
-// persist writes seg to the spool directory and fsyncs it; seg then reads
-// from that file, which is removed once seg is uploaded. Spool files are
-// <dir>/<min>-<max>.ltx.
+// persist writes seg to the spool directory; seg then reads from that
+// file, which is removed once seg is uploaded. Spool files are
+// <dir>/<min>-<max>.ltx. They are not fsynced: the gate that writes them
+// is on the application's path, and after a power loss a missing or torn
+// spool file (uploadSpool checks each) only costs a snapshot, the frames
+// being in the database file by then (SQLite syncs it before a reset).
 func (a *appState) persist(seg *segment) error {
 	if err := os.MkdirAll(a.dir, 0o700); err != nil {
 		return err
@@ -361,15 +366,20 @@ func (a *appState) persist(seg *segment) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(name, rd); err != nil {
+	if err := writeFile(name, rd); err != nil {
 		return err
 	}
 	seg.file = name
-	return syncDir(a.dir)
+	return nil
 }
 
 // uploadSpool uploads segments spooled before a crash, in TXID order, and
-// removes them. Files at or below TXID have been uploaded already.
+// removes them. Files at or below the target's newest TXID were uploaded
+// already. Each is checked before it is uploaded (an LTX file is decoded
+// whole, a raw WAL copy must end where it records): after a power loss a
+// spool file may be missing or torn, since the gate does not fsync; such a
+// file and every one after it are dropped, and the resume then takes a
+// snapshot because the target does not reach the closed generation.
 func (d *DB) uploadSpool(ctx context.Context) error {
 	ents, err := os.ReadDir(d.app.dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -381,28 +391,38 @@ func (d *DB) uploadSpool(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var names []string
+	type spooled struct {
+		name             string
+		minTXID, maxTXID ltx.TXID
+	}
+	var files []spooled
 	for _, e := range ents {
-		if minTXID, maxTXID, err := ltx.ParseFilename(e.Name()); err == nil && minTXID <= maxTXID {
-			names = append(names, e.Name())
+		base, ok := strings.CutSuffix(e.Name(), rawExt)
+		if !ok {
+			base = e.Name()
+		}
+		if minTXID, maxTXID, err := ltx.ParseFilename(base + map[bool]string{true: ".ltx", false: ""}[ok]); err == nil && minTXID <= maxTXID {
+			files = append(files, spooled{e.Name(), minTXID, maxTXID})
 		}
 	}
-	slices.Sort(names) // fixed-width hex: TXID order
+	slices.SortFunc(files, func(a, b spooled) int { return cmp.Compare(a.minTXID, b.minTXID) })
 	gap := false
-	for _, n := range names {
-		minTXID, maxTXID, _ := ltx.ParseFilename(n)
-		path := filepath.Join(d.app.dir, n)
-		if !gap && maxTXID > rs.last.maxTXID {
-			if minTXID == rs.last.maxTXID+1 {
-				if err := d.putFile(ctx, path, minTXID, maxTXID); err != nil {
-					return err
-				}
-				rs.last.maxTXID = maxTXID
-			} else {
+	for _, f := range files {
+		path := filepath.Join(d.app.dir, f.name)
+		if !gap && f.maxTXID > rs.last.maxTXID {
+			if f.minTXID != rs.last.maxTXID+1 {
 				// Not contiguous with the target: this file and the ones
 				// after it can never be applied (the resume takes a
 				// snapshot), and must not be mistaken for later TXIDs.
 				gap = true
+			} else if err := d.putSpooled(ctx, path, f.minTXID, f.maxTXID); err != nil {
+				if !errors.Is(err, errSpoolDamaged) {
+					return err
+				}
+				d.logger().Warn("spooled segment damaged, dropped", "file", path, "error", err)
+				gap = true
+			} else {
+				rs.last.maxTXID = f.maxTXID
 			}
 		}
 		if err := os.Remove(path); err != nil {
@@ -412,42 +432,70 @@ func (d *DB) uploadSpool(ctx context.Context) error {
 	return nil
 }
 
-// putFile uploads one spooled segment file.
-func (d *DB) putFile(ctx context.Context, path string, minTXID, maxTXID ltx.TXID) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	hdr, _, err := ltx.PeekHeader(f)
-	if err != nil {
-		return fmt.Errorf("spooled %s: %w", path, err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		return err
+// errSpoolDamaged marks a spool file that does not hold what it should.
+var errSpoolDamaged = errors.New("spool file damaged")
+
+// putSpooled checks and uploads one spooled segment file: an LTX file, or
+// a raw WAL copy encoded now.
+func (d *DB) putSpooled(ctx context.Context, path string, minTXID, maxTXID ltx.TXID) error {
+	var rd io.ReadSeeker
+	var size int64
+	var ts time.Time
+	if strings.HasSuffix(path, rawExt) {
+		t, err := openRawTail(path)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errSpoolDamaged, err)
+		}
+		defer t.close()
+		ts = time.UnixMilli(t.ts).UTC()
+		var decode func(io.ReaderAt) io.ReaderAt
+		if d.app.codec != nil {
+			decode = d.app.codec.Reader
+		}
+		sp, err := t.encode(d.r.opts.SpoolDir, decode, maxTXID, &segment{ts: ts}, d.storePage)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errSpoolDamaged, err)
+		}
+		defer sp.Close()
+		if rd, err = sp.Reader(); err != nil {
+			return err
+		}
+		size = sp.Size()
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		dec := ltx.NewDecoder(f)
+		if err := dec.Verify(); err != nil {
+			return fmt.Errorf("%w: %w", errSpoolDamaged, err)
+		}
+		ts = time.UnixMilli(dec.Header().Timestamp).UTC()
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		rd, size = f, fi.Size()
 	}
 	key := ltxKey(d.name, SegmentLevel, minTXID, maxTXID)
-	meta := map[string]string{MetaTimestamp: time.UnixMilli(hdr.Timestamp).UTC().Format(time.RFC3339Nano)}
-	if err := d.r.store.Put(ctx, key, f, fi.Size(), meta); err != nil {
+	meta := map[string]string{MetaTimestamp: ts.Format(time.RFC3339Nano)}
+	if err := d.r.store.Put(ctx, key, rd, size, meta); err != nil {
 		return fmt.Errorf("upload spooled %s: %w", key, err)
 	}
 	d.r.stats.segments.Add(1)
 	return nil
 }
 
-// writeFileSync writes r to name through a temporary file, fsynced and
-// renamed into place.
-func writeFileSync(name string, r io.Reader) error {
+// writeFile writes r to name through a temporary file renamed into place
+// (not fsynced: see persist and writeRecord).
+func writeFile(name string, r io.Reader) error {
 	tmp := name + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
 	_, err = io.Copy(f, r)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

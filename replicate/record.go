@@ -31,7 +31,9 @@ const recordName = "closed"
 // recordDir returns the database's walsync directory: <db>-walsync.
 func (d *DB) recordDir() string { return d.path + "-walsync" }
 
-// writeRecord stores rec durably in dir.
+// writeRecord stores rec in dir, atomically (a rename) but not fsynced: it
+// is written on the application's path by the in-app gate, and a record
+// lost to a power loss only costs a snapshot (the resume finds none).
 func writeRecord(dir string, rec closedRecord) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -40,10 +42,7 @@ func writeRecord(dir string, rec closedRecord) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(dir, recordName), strings.NewReader(string(b))); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return writeFile(filepath.Join(dir, recordName), strings.NewReader(string(b)))
 }
 
 // readRecord returns the record in dir, if there is a valid one.

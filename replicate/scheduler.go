@@ -36,6 +36,7 @@ type schedState struct {
 	due     time.Time // earliest start of the next sync
 	last    time.Time // start of the last sync
 	fails   int       // consecutive failures
+	retry   time.Time // after a failure: no sync before it, however notified
 	flushes []*flush  // waiting for the next sync to finish
 	inRun   []*flush  // waiting for the running sync to finish
 }
@@ -59,18 +60,30 @@ func newScheduler(interval time.Duration, workers int, log *slog.Logger) *schedu
 	}
 }
 
-// notify marks d as changed; it is synced once its interval has passed.
+// notify marks d as changed; it is synced once its interval has passed
+// (and, after a failed sync, its backoff).
 func (s *scheduler) notify(d *DB) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.enqueue(d, d.sched.last.Add(s.interval))
+	s.enqueue(d, s.notBefore(d, d.sched.last.Add(s.interval)))
 }
 
-// notifyNow marks d as changed and due at once.
+// notifyNow marks d as changed and due at once (after a failed sync, once
+// its backoff has passed).
 func (s *scheduler) notifyNow(d *DB) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.enqueue(d, time.Now())
+	s.enqueue(d, s.notBefore(d, time.Now()))
+}
+
+// notBefore returns due, or the end of d's backoff if that is later: a
+// failing database (an unreachable target, a snapshot that cannot be
+// taken) is retried at its backoff, not at every commit. Caller holds s.mu.
+func (s *scheduler) notBefore(d *DB, due time.Time) time.Time {
+	if d.sched.retry.After(due) {
+		return d.sched.retry
+	}
+	return due
 }
 
 // enqueue schedules d no earlier than due. Caller holds s.mu.
@@ -255,12 +268,13 @@ func (s *scheduler) done(d *DB, err error) (gone bool) {
 		if st.fails == 1 || st.fails%10 == 0 {
 			d.logger().Warn("sync failed, will retry", "error", err, "retry_in", backoff, "failures", st.fails)
 		}
-		s.enqueue(d, time.Now().Add(backoff))
+		st.retry = time.Now().Add(backoff)
+		s.enqueue(d, st.retry)
 		return false
 	}
 	if err == nil && st.fails > 0 {
 		d.logger().Info("sync recovered", "after_failures", st.fails)
-		st.fails = 0
+		st.fails, st.retry = 0, time.Time{}
 	}
 	if st.rerun || len(st.flushes) > 0 {
 		st.rerun = false

@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -343,5 +344,31 @@ func TestNotifyWALUrgent(t *testing.T) {
 	defer cancel()
 	if err := d.WaitDurable(wctx, committed); err != nil {
 		t.Fatalf("a megabyte written is not synced at once: %v", err)
+	}
+}
+
+// TestBackoffSurvivesNotify: after a failed sync, commits do not bring the
+// retry before its backoff (found by ncruces' peer suites through the VFS:
+// a database walsync cannot snapshot was retried at every commit, ~190
+// times in 28 s); a success clears the backoff.
+func TestBackoffSurvivesNotify(t *testing.T) {
+	r := New(memstore.New(), Options{SyncInterval: SyncImmediately})
+	d := newDB(r, filepath.Join(t.TempDir(), "x.db"), "x.db")
+	d.sched.running = true
+	before := time.Now()
+	r.sched.done(d, errors.New("target unreachable"))
+	if got, want := d.sched.due, before.Add(time.Second); got.Before(want) {
+		t.Fatalf("due after failure = %v, want >= %v", got, want)
+	}
+	due := d.sched.due
+	r.sched.notify(d)
+	r.sched.notifyNow(d)
+	if got := d.sched.due; !got.Equal(due) {
+		t.Errorf("due after notify = %v, want the backoff's %v", got, due)
+	}
+	d.sched.waiting, d.sched.running = false, true
+	r.sched.done(d, nil)
+	if !d.sched.retry.IsZero() {
+		t.Errorf("retry = %v after a success, want zero", d.sched.retry)
 	}
 }

@@ -25,12 +25,20 @@ type segment struct {
 	file    string    // durable spool copy (in-app databases), removed once uploaded
 	readAt  time.Time // when the WAL was read: every commit before it is in the segment
 
-	encoding bool // a snapshot still being encoded (its TXID is taken)
+	encoding bool     // a snapshot still being encoded (its TXID is taken)
+	raw      *rawTail // a raw WAL copy, encoded into data before its upload
 }
 
 // close releases the segment's spooled data.
 func (s *segment) close() error {
-	if s == nil || s.data == nil {
+	if s == nil {
+		return nil
+	}
+	if s.raw != nil {
+		s.raw.close()
+		s.raw = nil
+	}
+	if s.data == nil {
 		return nil
 	}
 	err := s.data.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 )
@@ -89,8 +90,22 @@ func (d *DB) WaitDurable(ctx context.Context, t time.Time) error {
 	}
 }
 
-// put stores one segment or snapshot.
+// put stores one segment or snapshot, encoding a raw WAL copy first (off
+// the path that captured it; the caller does not hold d.mu).
 func (d *DB) put(ctx context.Context, seg *segment) error {
+	if seg.data == nil && seg.raw != nil {
+		var decode func(io.ReaderAt) io.ReaderAt
+		if d.app != nil && d.app.codec != nil {
+			decode = d.app.codec.Reader
+		}
+		sp, err := seg.raw.encode(d.r.opts.SpoolDir, decode, seg.maxTXID, seg, d.storePage)
+		if err != nil {
+			return fmt.Errorf("encode segment %s: %w", seg.maxTXID, err)
+		}
+		seg.data = sp
+		seg.raw.close()
+		seg.raw = nil
+	}
 	if seg.data == nil {
 		return fmt.Errorf("upload %s: %w", ltxKey(d.name, seg.level, seg.minTXID, seg.maxTXID), errNotEncoded)
 	}
