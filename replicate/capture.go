@@ -167,11 +167,19 @@ func (p *capturePlan) finish(d *DB) (captured, whole bool, err error) {
 	if n := framesBefore(wf.hdr, scan.end); p.mxFrame > 0 && !scan.full && !scan.ahead && n < int64(p.mxFrame) && wf.holds(scan) {
 		// Frames the WAL-index calls committed (so complete: SQLite adds
 		// them to the index after writing them) do not verify: the chain
-		// is broken inside committed data.
+		// is broken inside committed data. A read can also be torn, when
+		// an encrypting VFS rewrites the block a committed frame shares
+		// with the next one: only a break seen three times in a row counts.
 		drop()
+		if d.short++; d.short < maxTorn {
+			d.unsure = true
+			d.r.sched.notify(d)
+			return false, false, nil
+		}
 		d.apply(evChainShort, fmt.Sprintf("%s (frame %d of %d)", whyChain, n+1, p.mxFrame))
 		return false, false, nil
 	}
+	d.short = 0
 	if scan.ahead && d.recheck < maxRecheck {
 		// A commit frame is written but the WAL-index does not include it
 		// yet: SQLite is committing it now. No further write may come to

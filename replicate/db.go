@@ -48,6 +48,7 @@ type DB struct {
 	app     *appState  // set for databases captured by an in-process VFS
 	torn    int        // consecutive looks that found the WAL header invalid
 	recheck int        // consecutive syncs that found a commit beyond the WAL-index
+	short   int        // consecutive syncs that found the chain short of the WAL-index
 	unsure  bool       // a capture was abandoned: not everything read is captured
 
 	durableAt time.Time     // everything committed before it is in the target

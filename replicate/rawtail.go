@@ -23,7 +23,8 @@ import (
 //
 // A raw file holds a 64-byte header, then the WAL's header block (its
 // first rawAlign bytes, which hold the WAL header), then the WAL from
-// from.Offset rounded down to rawAlign up to end.Offset. Keeping whole
+// from.Offset rounded down to rawAlign up to end.Offset rounded up (or the
+// WAL's end). Keeping whole
 // aligned blocks lets an encrypting codec (Adiantum, XTS: the tweak is the
 // file offset) decrypt the copy with the WAL's offsets.
 //
@@ -170,8 +171,10 @@ func (t *rawTail) write(walFile *os.File) error {
 	if err := t.f.Truncate(rawHeaderLen + rawAlign); err != nil {
 		return err
 	}
+	// Whole blocks up to the end: an encrypting codec decrypts blocks.
+	end := (t.end.Offset + rawAlign - 1) / rawAlign * rawAlign
 	w = io.NewOffsetWriter(t.f, rawHeaderLen+rawAlign)
-	_, err := io.Copy(w, io.NewSectionReader(walFile, t.bodyStart(), t.end.Offset-t.bodyStart()))
+	_, err := io.Copy(w, io.NewSectionReader(walFile, t.bodyStart(), end-t.bodyStart()))
 	return err
 }
 
