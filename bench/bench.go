@@ -60,6 +60,17 @@ type Row struct {
 	RestoredOK     bool               `json:"restored_ok"`
 	Skipped        bool               `json:"skipped,omitempty"`
 	Error          string             `json:"error,omitempty"`
+
+	// Replication lag of the commits made in the window: from the
+	// writer's commit to the earliest moment the target could restore a
+	// state holding it (docs/benchmarks.md, "Replication lag").
+	LagCommits    int64   `json:"lag_commits"`     // commits measured (durable before the stop)
+	LagNotDurable int64   `json:"lag_not_durable"` // commits of the window not durable when the tool was told to stop
+	LagP50MS      float64 `json:"lag_p50_ms"`
+	LagP99MS      float64 `json:"lag_p99_ms"`
+	LagMaxMS      float64 `json:"lag_max_ms"`
+	LagClock      string  `json:"lag_clock,omitempty"` // how durability was timed: "proxy" (S3) or "inotify" (file://)
+	LagError      string  `json:"lag_error,omitempty"` // why the lag was not measured; does not fail the row
 }
 
 // Failed reports whether the row is a run that failed: a restore that
@@ -126,6 +137,14 @@ type run struct {
 	tgt    runTarget
 	store  replicate.Storage // walsync's target, opened for verification
 	prefix string            // progress prefix
+
+	// For the replication lag, set by measure.
+	commitLog   string               // the writer's commit log
+	windowStart time.Time            // start of the measured window
+	stopAt      time.Time            // when the tool was told to stop
+	durable     map[string]time.Time // when each object was first durable, by key
+	clockName   string               // the durable clock's name
+	lagErr      error                // why the lag cannot be measured
 }
 
 // runTool measures tl at n databases. Its error is ctx's; any other
@@ -136,6 +155,7 @@ func runTool(ctx context.Context, cfg *Config, tg *targets, tl tool, n int, work
 	prefix := fmt.Sprintf("dbs=%d %s", n, tl.label())
 	r := &run{cfg: cfg, n: n, active: active, dir: filepath.Join(work, label), tgt: tg.forRun(label), prefix: prefix}
 	r.dbDir = filepath.Join(r.dir, "dbs")
+	r.commitLog = filepath.Join(r.dir, "commits.log")
 	row := Row{Tool: tl.name, Mode: tl.mode, DBs: n, ActiveDBs: active, RequestUnit: r.tgt.count.unit()}
 	if why := tl.skip(n); why != "" {
 		row.Skipped, row.Error = true, why
@@ -162,13 +182,22 @@ func runTool(ctx context.Context, cfg *Config, tg *targets, tl tool, n int, work
 		}
 		row.RestoredOK = verr == nil
 		err = errors.Join(err, verr)
+		cfg.Progress.Linef("%s: measuring the replication lag", prefix)
+		if lerr := r.measureLag(ctx, &row); lerr != nil {
+			if ctx.Err() != nil {
+				return row, ctx.Err()
+			}
+			row.LagError = oneLine(lerr)
+			cfg.Progress.Notef("%s: lag not measured: %s", prefix, row.LagError)
+		}
 	}
 	if err != nil {
 		row.Error = oneLine(err)
 		cfg.Progress.Notef("%s: FAILED: %s", prefix, row.Error)
 	} else {
-		cfg.Progress.Linef("%s: done, RSS %.1f MiB, CPU %.2f s/min, %.0f %s/min, %d commits restored",
-			prefix, mib(row.RSSAvgKB), row.CPUPerMin, row.RequestsMin, row.RequestUnit, row.Commits)
+		cfg.Progress.Linef("%s: done, RSS %.1f MiB, CPU %.2f s/min, %.0f %s/min, %d commits restored, lag p99 %.0f ms max %.0f ms (%d not durable before the stop)",
+			prefix, mib(row.RSSAvgKB), row.CPUPerMin, row.RequestsMin, row.RequestUnit, row.Commits,
+			row.LagP99MS, row.LagMaxMS, row.LagNotDurable)
 	}
 	return row, nil
 }
