@@ -56,6 +56,7 @@ type Row struct {
 	RequestUnit    string             `json:"request_unit"` // "requests" (S3, counted by a proxy) or "objects" (created)
 	RequestsByType map[string]float64 `json:"requests_per_min_by_type,omitempty"`
 	WindowS        float64            `json:"window_s"`
+	Rate           float64            `json:"rate"` // commits per second per active database
 	Commits        int64              `json:"commits"`
 	RestoredOK     bool               `json:"restored_ok"`
 	Skipped        bool               `json:"skipped,omitempty"`
@@ -156,7 +157,7 @@ func runTool(ctx context.Context, cfg *Config, tg *targets, tl tool, n int, work
 	r := &run{cfg: cfg, n: n, active: active, dir: filepath.Join(work, label), tgt: tg.forRun(label), prefix: prefix}
 	r.dbDir = filepath.Join(r.dir, "dbs")
 	r.commitLog = filepath.Join(r.dir, "commits.log")
-	row := Row{Tool: tl.name, Mode: tl.mode, DBs: n, ActiveDBs: active, RequestUnit: r.tgt.count.unit()}
+	row := Row{Tool: tl.name, Mode: tl.mode, DBs: n, ActiveDBs: active, Rate: cfg.Rate, RequestUnit: r.tgt.count.unit()}
 	if why := tl.skip(n); why != "" {
 		row.Skipped, row.Error = true, why
 		cfg.Progress.Linef("%s: %s", prefix, why)
