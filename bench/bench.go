@@ -196,9 +196,13 @@ func runTool(ctx context.Context, cfg *Config, tg *targets, tl tool, n int, work
 		row.Error = oneLine(err)
 		cfg.Progress.Notef("%s: FAILED: %s", prefix, row.Error)
 	} else {
-		cfg.Progress.Linef("%s: done, RSS %.1f MiB, CPU %.2f s/min, %.0f %s/min, %d commits restored, lag p99 %.0f ms max %.0f ms (%d not durable before the stop)",
-			prefix, mib(row.RSSAvgKB), row.CPUPerMin, row.RequestsMin, row.RequestUnit, row.Commits,
-			row.LagP99MS, row.LagMaxMS, row.LagNotDurable)
+		lag := "lag not measured"
+		if row.LagError == "" {
+			lag = fmt.Sprintf("lag p99 %.0f ms, max %.0f ms, %d commits not durable before the stop",
+				row.LagP99MS, row.LagMaxMS, row.LagNotDurable)
+		}
+		cfg.Progress.Linef("%s: done, RSS %.1f MiB, CPU %.2f s/min, %.0f %s/min, %d commits restored, %s",
+			prefix, mib(row.RSSAvgKB), row.CPUPerMin, row.RequestsMin, row.RequestUnit, row.Commits, lag)
 	}
 	return row, nil
 }
