@@ -220,17 +220,17 @@ func printBenchTable(g *globals, rows []bench.Row) {
 		}
 	}
 	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "N\ttool/mode\tprocs\tRSS avg MiB\tpeak MiB\tPSS MiB\tanon MiB\tthreads\tfds\tCPU-s/min\t%s/min\tcommits\trestored-ok\tlag p50 ms\tp99 ms\tmax ms\tnot durable\t\n", unit)
+	fmt.Fprintf(w, "N\trate\ttool/mode\tprocs\tRSS avg MiB\tpeak MiB\tPSS MiB\tanon MiB\tthreads\tfds\tCPU-s/min\t%s/min\tcommits\trestored-ok\tlag p50 ms\tp99 ms\tmax ms\tnot durable\t\n", unit)
 	for _, r := range rows {
 		if r.Skipped || r.WindowS == 0 {
 			ok := "false"
 			if r.Skipped {
 				ok = "skipped"
 			}
-			fmt.Fprintf(w, "%d\t%s/%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t-\t-\t-\t-\t\n", r.DBs, r.Tool, r.Mode, ok)
+			fmt.Fprintf(w, "%d\t%s\t%s/%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t-\t-\t-\t-\t\n", r.DBs, rate(r), r.Tool, r.Mode, ok)
 			continue
 		}
-		fmt.Fprintf(w, "%d\t%s/%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%.2f\t%.0f\t%d\t%v\t%s\t\n", r.DBs, r.Tool, r.Mode, r.Procs,
+		fmt.Fprintf(w, "%d\t%s\t%s/%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%.2f\t%.0f\t%d\t%v\t%s\t\n", r.DBs, rate(r), r.Tool, r.Mode, r.Procs,
 			mib(r.RSSAvgKB), mib(r.RSSPeakKB), mib(r.PSSKB), mib(r.AnonKB), r.Threads, r.FDs, r.CPUPerMin, r.RequestsMin, r.Commits, r.RestoredOK,
 			lagCells(r))
 	}
@@ -243,6 +243,15 @@ func printBenchTable(g *globals, rows []bench.Row) {
 			fmt.Fprintf(g.stdout, "%d %s/%s: lag not measured: %s\n", r.DBs, r.Tool, r.Mode, r.LagError)
 		}
 	}
+}
+
+// rate returns the commits per second per active database of a row, "-"
+// for rows saved before rows carried it.
+func rate(r bench.Row) string {
+	if r.Rate == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(r.Rate, 'g', -1, 64)
 }
 
 // lagCells returns the lag columns of a row, tab-separated: p50, p99 and
