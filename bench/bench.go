@@ -56,10 +56,22 @@ type Row struct {
 	RequestUnit    string             `json:"request_unit"` // "requests" (S3, counted by a proxy) or "objects" (created)
 	RequestsByType map[string]float64 `json:"requests_per_min_by_type,omitempty"`
 	WindowS        float64            `json:"window_s"`
+	Rate           float64            `json:"rate"` // commits per second per active database
 	Commits        int64              `json:"commits"`
 	RestoredOK     bool               `json:"restored_ok"`
 	Skipped        bool               `json:"skipped,omitempty"`
 	Error          string             `json:"error,omitempty"`
+
+	// Replication lag of the commits made in the window: from the
+	// writer's commit to the earliest moment the target could restore a
+	// state holding it (docs/benchmarks.md, "Replication lag").
+	LagCommits    int64   `json:"lag_commits"`     // commits measured (durable before the stop)
+	LagNotDurable int64   `json:"lag_not_durable"` // commits of the window not durable when the tool was told to stop
+	LagP50MS      float64 `json:"lag_p50_ms"`
+	LagP99MS      float64 `json:"lag_p99_ms"`
+	LagMaxMS      float64 `json:"lag_max_ms"`
+	LagClock      string  `json:"lag_clock,omitempty"` // how durability was timed: "proxy" (S3) or "inotify" (file://)
+	LagError      string  `json:"lag_error,omitempty"` // why the lag was not measured; does not fail the row
 }
 
 // Failed reports whether the row is a run that failed: a restore that
@@ -126,6 +138,14 @@ type run struct {
 	tgt    runTarget
 	store  replicate.Storage // walsync's target, opened for verification
 	prefix string            // progress prefix
+
+	// For the replication lag, set by measure.
+	commitLog   string               // the writer's commit log
+	windowStart time.Time            // start of the measured window
+	stopAt      time.Time            // when the tool was told to stop
+	durable     map[string]time.Time // when each object was first durable, by key
+	clockName   string               // the durable clock's name
+	lagErr      error                // why the lag cannot be measured
 }
 
 // runTool measures tl at n databases. Its error is ctx's; any other
@@ -136,7 +156,8 @@ func runTool(ctx context.Context, cfg *Config, tg *targets, tl tool, n int, work
 	prefix := fmt.Sprintf("dbs=%d %s", n, tl.label())
 	r := &run{cfg: cfg, n: n, active: active, dir: filepath.Join(work, label), tgt: tg.forRun(label), prefix: prefix}
 	r.dbDir = filepath.Join(r.dir, "dbs")
-	row := Row{Tool: tl.name, Mode: tl.mode, DBs: n, ActiveDBs: active, RequestUnit: r.tgt.count.unit()}
+	r.commitLog = filepath.Join(r.dir, "commits.log")
+	row := Row{Tool: tl.name, Mode: tl.mode, DBs: n, ActiveDBs: active, Rate: cfg.Rate, RequestUnit: r.tgt.count.unit()}
 	if why := tl.skip(n); why != "" {
 		row.Skipped, row.Error = true, why
 		cfg.Progress.Linef("%s: %s", prefix, why)
@@ -162,13 +183,26 @@ func runTool(ctx context.Context, cfg *Config, tg *targets, tl tool, n int, work
 		}
 		row.RestoredOK = verr == nil
 		err = errors.Join(err, verr)
+		cfg.Progress.Linef("%s: measuring the replication lag", prefix)
+		if lerr := r.measureLag(ctx, &row); lerr != nil {
+			if ctx.Err() != nil {
+				return row, ctx.Err()
+			}
+			row.LagError = oneLine(lerr)
+			cfg.Progress.Notef("%s: lag not measured: %s", prefix, row.LagError)
+		}
 	}
 	if err != nil {
 		row.Error = oneLine(err)
 		cfg.Progress.Notef("%s: FAILED: %s", prefix, row.Error)
 	} else {
-		cfg.Progress.Linef("%s: done, RSS %.1f MiB, CPU %.2f s/min, %.0f %s/min, %d commits restored",
-			prefix, mib(row.RSSAvgKB), row.CPUPerMin, row.RequestsMin, row.RequestUnit, row.Commits)
+		lag := "lag not measured"
+		if row.LagError == "" {
+			lag = fmt.Sprintf("lag p99 %.0f ms, max %.0f ms, %d commits not durable before the stop",
+				row.LagP99MS, row.LagMaxMS, row.LagNotDurable)
+		}
+		cfg.Progress.Linef("%s: done, RSS %.1f MiB, CPU %.2f s/min, %.0f %s/min, %d commits restored, %s",
+			prefix, mib(row.RSSAvgKB), row.CPUPerMin, row.RequestsMin, row.RequestUnit, row.Commits, lag)
 	}
 	return row, nil
 }

@@ -2,9 +2,12 @@ package bench
 
 import (
 	"image/png"
+	"maps"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -94,5 +97,51 @@ func TestWritePlot(t *testing.T) {
 	if out := os.Getenv("BENCH_PLOT_OUT"); out != "" {
 		b, _ := os.ReadFile(path)
 		os.WriteFile(out, b, 0o644)
+	}
+}
+
+func TestProxyStored(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "denied") {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer backend.Close()
+	p, err := startProxy(backend.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, req := range []struct{ method, target string }{
+		{"PUT", "/b/run1/db.db/0000/0000000000000002-0000000000000002.ltx"},
+		{"PUT", "/b/run1/db.db/0009/0000000000000001-0000000000000001.ltx?partNumber=1&uploadId=u"}, // a part
+		{"POST", "/b/run1/db.db/0009/0000000000000001-0000000000000001.ltx?uploads"},                // starts an upload
+		{"POST", "/b/run1/db.db/0009/0000000000000001-0000000000000005.ltx?uploadId=u"},             // completes one
+		{"PUT", "/b/run1/db.db/0000/denied"},
+		{"GET", "/b/run1/db.db/0000/0000000000000003-0000000000000003.ltx"},
+		{"PUT", "/b/run2/db.db/0000/0000000000000001-0000000000000001.ltx"},
+	} {
+		r, err := http.NewRequest(req.method, p.url+req.target, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	got := slices.Sorted(maps.Keys(p.takeStored("b/run1/")))
+	want := []string{"db.db/0000/0000000000000002-0000000000000002.ltx", "db.db/0009/0000000000000001-0000000000000005.ltx"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("stored %v, want %v", got, want)
+	}
+	if got := p.takeStored("b/run1/"); len(got) != 0 {
+		t.Fatalf("taken twice: %v", got)
+	}
+	if got := slices.Collect(maps.Keys(p.takeStored("b/"))); !slices.Equal(got, []string{"run2/db.db/0000/0000000000000001-0000000000000001.ltx"}) {
+		t.Fatalf("other run: %v", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -29,13 +30,20 @@ const (
 var reqTypes = []string{ReqPut, ReqGet, ReqHead, ReqList, ReqDelete, ReqPost, ReqOther}
 
 // countingProxy is a reverse proxy in front of an S3 endpoint that counts
-// requests by type. It keeps the incoming Host header, which SigV4 signs,
-// so the server still verifies the clients' signatures.
+// requests by type and records when each object was stored. It keeps the
+// incoming Host header, which SigV4 signs, so the server still verifies the
+// clients' signatures.
 type countingProxy struct {
 	url    string // http://127.0.0.1:port
 	srv    *http.Server
 	done   chan struct{}
 	counts map[string]*atomic.Int64
+
+	mu sync.Mutex
+	// stored holds, by path without the leading slash ("bucket/key"), when
+	// the server's first successful response to a request creating the
+	// object arrived.
+	stored map[string]time.Time
 }
 
 // startProxy listens on 127.0.0.1 and forwards every request to endpoint.
@@ -48,7 +56,8 @@ func startProxy(endpoint string) (*countingProxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	p := &countingProxy{url: "http://" + ln.Addr().String(), done: make(chan struct{}), counts: map[string]*atomic.Int64{}}
+	p := &countingProxy{url: "http://" + ln.Addr().String(), done: make(chan struct{}),
+		counts: map[string]*atomic.Int64{}, stored: map[string]time.Time{}}
 	for _, t := range reqTypes {
 		p.counts[t] = new(atomic.Int64)
 	}
@@ -67,7 +76,11 @@ func startProxy(endpoint string) (*countingProxy, error) {
 	p.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			p.counts[classify(r)].Add(1)
-			rp.ServeHTTP(w, r)
+			if !createsObject(r) {
+				rp.ServeHTTP(w, r)
+				return
+			}
+			rp.ServeHTTP(&storeWriter{ResponseWriter: w, p: p, path: strings.TrimPrefix(r.URL.Path, "/")}, r)
 		}),
 		ReadHeaderTimeout: time.Minute,
 	}
@@ -88,6 +101,76 @@ func (p *countingProxy) snapshot() map[string]int64 {
 	}
 	return out
 }
+
+// noteStored records that the object at path was stored at t, unless it
+// was stored earlier.
+func (p *countingProxy) noteStored(path string, t time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old, ok := p.stored[path]; !ok || t.Before(old) {
+		p.stored[path] = t
+	}
+}
+
+// takeStored returns when each object whose path starts with prefix was
+// stored, by the rest of its path, and forgets them.
+func (p *countingProxy) takeStored(prefix string) map[string]time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]time.Time)
+	for path, t := range p.stored {
+		if rest, ok := strings.CutPrefix(path, prefix); ok {
+			out[rest] = t
+			delete(p.stored, path)
+		}
+	}
+	return out
+}
+
+// createsObject reports whether an S3 request stores a whole object once it
+// succeeds: a PUT that is not the part of a multipart upload, or the POST
+// completing one.
+func createsObject(r *http.Request) bool {
+	q := r.URL.Query()
+	switch r.Method {
+	case http.MethodPut:
+		return !q.Has("uploadId")
+	case http.MethodPost:
+		return q.Has("uploadId")
+	}
+	return false
+}
+
+// storeWriter is the response writer of a request creating an object: it
+// records the object as stored when a successful response header is
+// written, which the reverse proxy does as soon as the server's response
+// arrives, before the client sees it.
+type storeWriter struct {
+	http.ResponseWriter
+	p     *countingProxy
+	path  string
+	wrote bool
+}
+
+func (w *storeWriter) WriteHeader(code int) {
+	if !w.wrote && code >= 200 { // not an informational 1xx
+		w.wrote = true
+		if code < 300 {
+			w.p.noteStored(w.path, time.Now())
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *storeWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *storeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Close stops the proxy.
 func (p *countingProxy) Close() error {

@@ -20,6 +20,13 @@ import (
 // SIGTERM.
 const stopTimeout = 2 * time.Minute
 
+// stopGrace is how long the tool runs on after the writer's last commit
+// before it is told to stop, so that it uploads the end of the load on its
+// own schedule: a commit not durable by then is counted as such, whatever
+// the tool uploads when it stops. It is more than the lag goal of walsync
+// (2 × the 1 s sync interval + 1 s).
+const stopGrace = 5 * time.Second
+
 // measure creates the databases, runs tl under the writer's load, samples
 // it over the window and stops it, filling row's figures.
 func (r *run) measure(ctx context.Context, tl tool, row *Row) error {
@@ -34,7 +41,7 @@ func (r *run) measure(ctx context.Context, tl tool, row *Row) error {
 	}
 	defer logf.Close()
 	wcfg := WriterConfig{Dir: r.dbDir, DBs: r.n, Active: r.active, Rate: cfg.Rate,
-		RowBytes: cfg.RowBytes, Duration: cfg.Warmup + cfg.Duration}
+		RowBytes: cfg.RowBytes, Duration: cfg.Warmup + cfg.Duration, CommitLog: r.commitLog}
 
 	p.Linef("%s: creating %d databases", r.prefix, r.n)
 	if err := initDatabases(ctx, cfg.Exe, wcfg, logf); err != nil {
@@ -62,6 +69,21 @@ func (r *run) measure(ctx context.Context, tl tool, row *Row) error {
 	case <-wready:
 	}
 
+	// The durability clock runs from before the tool starts to after it
+	// exited.
+	var clk durableClock
+	if r.tgt.startClock == nil {
+		r.lagErr = errNoClock
+	} else if clk, err = r.tgt.startClock(); err != nil {
+		r.lagErr = fmt.Errorf("start the durability clock: %w", err)
+	} else {
+		r.clockName = clk.name()
+		defer func() {
+			if clk != nil {
+				clk.stop()
+			}
+		}()
+	}
 	cmds, err := tl.start(r)
 	if err != nil {
 		return err
@@ -97,6 +119,7 @@ func (r *run) measure(ctx context.Context, tl tool, row *Row) error {
 		return failed(err)
 	}
 	start := time.Now()
+	r.windowStart = start
 	w.add(s)
 	c0, err := r.tgt.count.snapshot(ctx)
 	if err != nil {
@@ -145,8 +168,27 @@ sampling:
 		}
 	}
 
+	p.Linef("%s: writer done; stopping the tool in %s", r.prefix, stopGrace)
+	grace := time.NewTimer(stopGrace)
+	defer grace.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-g.died:
+		return failed(err)
+	case <-grace.C:
+	}
+
 	p.Linef("%s: stopping (SIGTERM; the tools flush what is committed)", r.prefix)
-	if err := g.stop(stopTimeout); err != nil {
+	r.stopAt = time.Now()
+	err = g.stop(stopTimeout)
+	if clk != nil {
+		if r.durable, r.lagErr = clk.stop(); r.lagErr != nil {
+			r.lagErr = fmt.Errorf("durability clock: %w", r.lagErr)
+		}
+		clk = nil
+	}
+	if err != nil {
 		return &stopError{fmt.Errorf("%s: %w; last log line: %s", tl.name, err, lastLogLine(logPath))}
 	}
 	return nil
@@ -173,6 +215,9 @@ func startWriter(ctx context.Context, exe string, w WriterConfig, log io.Writer)
 	args := []string{"bench-writer", "--dir", w.Dir, "--dbs", strconv.Itoa(w.DBs),
 		"--active", strconv.Itoa(w.Active), "--rate", strconv.FormatFloat(w.Rate, 'g', -1, 64),
 		"--row-bytes", strconv.Itoa(w.RowBytes), "--duration", w.Duration.String()}
+	if w.CommitLog != "" {
+		args = append(args, "--commit-log", w.CommitLog)
+	}
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Stderr = log
 	cmd.Env = childEnv(false)

@@ -95,7 +95,32 @@ type runTarget struct {
 	direct     string                 // the same location without the proxy, for verification
 	litestream func(db string) string // Litestream's replica URL for database file db
 	count      counter
+	// startClock starts observing when objects become durable in the
+	// run's location; nil if the bench cannot see that.
+	startClock func() (durableClock, error)
 }
+
+// durableClock tells when each object of a run became durable in its
+// target, from its start until stop.
+type durableClock interface {
+	// name says how the times are taken: "proxy" or "inotify".
+	name() string
+	// stop ends the observation and returns when each object was first
+	// durable, by its key relative to the run's location.
+	stop() (map[string]time.Time, error)
+}
+
+// proxyClock is the durability clock of an S3 target behind the counting
+// proxy: an object is durable when the server's successful response to its
+// PUT reaches the proxy.
+type proxyClock struct {
+	p      *countingProxy
+	prefix string // "bucket/prefix/" of the run
+}
+
+func (c proxyClock) name() string { return "proxy" }
+
+func (c proxyClock) stop() (map[string]time.Time, error) { return c.p.takeStored(c.prefix), nil }
 
 // forRun returns a location of its own for the run named label.
 func (t *targets) forRun(label string) runTarget {
@@ -106,6 +131,7 @@ func (t *targets) forRun(label string) runTarget {
 			direct:     "file://" + dir,
 			litestream: func(db string) string { return "file://" + filepath.Join(dir, db) },
 			count:      fileCounter{root: dir},
+			startClock: func() (durableClock, error) { return startPublishWatcher(dir) },
 		}
 	}
 	c := t.s3
@@ -130,6 +156,11 @@ func (t *targets) forRun(label string) runTarget {
 	}
 	if t.proxy != nil {
 		rt.count = proxyCounter{t.proxy}
+		prefix := c.Bucket + "/" + c.Prefix + "/"
+		rt.startClock = func() (durableClock, error) {
+			t.proxy.takeStored(prefix) // nothing from before the start
+			return proxyClock{t.proxy, prefix}, nil
+		}
 	} else {
 		rt.count = listCounter{open: t.open, url: direct}
 	}

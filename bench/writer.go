@@ -24,6 +24,10 @@ type WriterConfig struct {
 	Duration time.Duration // how long to write
 	Init     bool          // create the databases and exit
 	Ready    io.Writer     // if set, "ready" is written to it once the databases are open
+	// CommitLog, if set, is a file the writer creates and fills with one
+	// line per commit, "<database index> <id> <unix nanoseconds>", the time
+	// being when SQLite acknowledged the commit (for the replication lag).
+	CommitLog string
 }
 
 // readyLine is what the writer prints once its connections are open, so
@@ -39,10 +43,19 @@ const Schema = "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, ts INTEGER 
 // RunWriter creates the databases (Init) or drives commits into the active
 // ones at the configured rate, spreading them evenly over time from a single
 // goroutine, until Duration has passed or ctx ends.
-func RunWriter(ctx context.Context, cfg WriterConfig) error {
+//
+// Each commit inserts one row whose id is the database's next sequence
+// number (one more than the largest id), so that a restored copy tells
+// which commits it holds: those with an id up to its max(id).
+func RunWriter(ctx context.Context, cfg WriterConfig) (err error) {
 	if cfg.Init {
 		return initDBs(ctx, cfg)
 	}
+	clog, err := createCommitLog(cfg.CommitLog)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, clog.close()) }()
 	if cfg.Active <= 0 || cfg.Rate <= 0 {
 		if cfg.Ready != nil {
 			fmt.Fprintln(cfg.Ready, readyLine)
@@ -52,6 +65,7 @@ func RunWriter(ctx context.Context, cfg WriterConfig) error {
 	}
 	conns := make([]*sqlite3.Conn, cfg.Active)
 	stmts := make([]*sqlite3.Stmt, cfg.Active)
+	seqs := make([]int64, cfg.Active) // the id of the last row of each database
 	defer func() {
 		for i := range conns {
 			if stmts[i] != nil {
@@ -68,7 +82,10 @@ func RunWriter(ctx context.Context, cfg WriterConfig) error {
 			return err
 		}
 		conns[i] = c
-		if stmts[i], _, err = c.Prepare("INSERT INTO t(ts, v) VALUES (?, ?)"); err != nil {
+		if seqs[i], err = maxID(c); err != nil {
+			return fmt.Errorf("read %s: %w", DBPath(cfg.Dir, i), err)
+		}
+		if stmts[i], _, err = c.Prepare("INSERT INTO t(id, ts, v) VALUES (?, ?, ?)"); err != nil {
 			return err
 		}
 	}
@@ -95,10 +112,26 @@ func RunWriter(ctx context.Context, cfg WriterConfig) error {
 		next = next.Add(interval)
 		rand.Read(payload)
 		st := stmts[i]
-		if err := errors.Join(st.BindInt64(1, time.Now().UnixNano()), st.BindBlob(2, payload), st.Exec()); err != nil {
+		seq := seqs[i] + 1
+		if err := errors.Join(st.BindInt64(1, seq), st.BindInt64(2, time.Now().UnixNano()), st.BindBlob(3, payload), st.Exec()); err != nil {
 			return fmt.Errorf("write %s: %w", DBPath(cfg.Dir, i), err)
 		}
+		seqs[i] = seq
+		clog.add(i, seq, time.Now()) // SQLite has acknowledged the commit
 	}
+}
+
+// maxID returns the largest id of table t, 0 if it is empty.
+func maxID(c *sqlite3.Conn) (int64, error) {
+	st, _, err := c.Prepare("SELECT coalesce(max(id), 0) FROM t")
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	if !st.Step() {
+		return 0, errors.Join(errors.New("no row"), st.Err())
+	}
+	return st.ColumnInt64(0), nil
 }
 
 func openBenchDB(path string) (*sqlite3.Conn, error) {

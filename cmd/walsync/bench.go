@@ -91,6 +91,13 @@ unless -b is given), samples its RSS, PSS, CPU, threads and descriptors
 from /proc every second over the window, then stops it (SIGTERM), restores
 every database and checks its rows equal the source's.
 
+It also measures the replication lag of every commit of the window: from
+the moment SQLite acknowledged it in the writer to the moment the target
+could restore it (an S3 PUT answered, timed by the proxy; a file named in a
+file:// target, timed with inotify), as p50, p99 and max, with the commits
+not durable when the tool was told to stop (5 s after the last commit)
+counted apart.
+
 With --compare litestream, Litestream runs next, under the same load and
 the same kind of target: one process per database (figures summed), then
 one process for all databases. On an s3:// target with an endpoint, a
@@ -213,25 +220,51 @@ func printBenchTable(g *globals, rows []bench.Row) {
 		}
 	}
 	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "N\ttool/mode\tprocs\tRSS avg MiB\tpeak MiB\tPSS MiB\tanon MiB\tthreads\tfds\tCPU-s/min\t%s/min\tcommits\trestored-ok\t\n", unit)
+	fmt.Fprintf(w, "N\trate\ttool/mode\tprocs\tRSS avg MiB\tpeak MiB\tPSS MiB\tanon MiB\tthreads\tfds\tCPU-s/min\t%s/min\tcommits\trestored-ok\tlag p50 ms\tp99 ms\tmax ms\tnot durable\t\n", unit)
 	for _, r := range rows {
 		if r.Skipped || r.WindowS == 0 {
 			ok := "false"
 			if r.Skipped {
 				ok = "skipped"
 			}
-			fmt.Fprintf(w, "%d\t%s/%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t\n", r.DBs, r.Tool, r.Mode, ok)
+			fmt.Fprintf(w, "%d\t%s\t%s/%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t-\t-\t-\t-\t\n", r.DBs, rate(r), r.Tool, r.Mode, ok)
 			continue
 		}
-		fmt.Fprintf(w, "%d\t%s/%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%.2f\t%.0f\t%d\t%v\t\n", r.DBs, r.Tool, r.Mode, r.Procs,
-			mib(r.RSSAvgKB), mib(r.RSSPeakKB), mib(r.PSSKB), mib(r.AnonKB), r.Threads, r.FDs, r.CPUPerMin, r.RequestsMin, r.Commits, r.RestoredOK)
+		fmt.Fprintf(w, "%d\t%s\t%s/%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%.2f\t%.0f\t%d\t%v\t%s\t\n", r.DBs, rate(r), r.Tool, r.Mode, r.Procs,
+			mib(r.RSSAvgKB), mib(r.RSSPeakKB), mib(r.PSSKB), mib(r.AnonKB), r.Threads, r.FDs, r.CPUPerMin, r.RequestsMin, r.Commits, r.RestoredOK,
+			lagCells(r))
 	}
 	w.Flush()
 	for _, r := range rows {
 		if r.Error != "" {
 			fmt.Fprintf(g.stdout, "%d %s/%s: %s\n", r.DBs, r.Tool, r.Mode, r.Error)
 		}
+		if r.LagError != "" {
+			fmt.Fprintf(g.stdout, "%d %s/%s: lag not measured: %s\n", r.DBs, r.Tool, r.Mode, r.LagError)
+		}
 	}
+}
+
+// rate returns the commits per second per active database of a row, "-"
+// for rows saved before rows carried it.
+func rate(r bench.Row) string {
+	if r.Rate == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(r.Rate, 'g', -1, 64)
+}
+
+// lagCells returns the lag columns of a row, tab-separated: p50, p99 and
+// max in milliseconds and the commits not durable before the stop; dashes
+// if the lag was not measured.
+func lagCells(r bench.Row) string {
+	if r.LagClock == "" || r.LagError != "" {
+		return "-\t-\t-\t-"
+	}
+	if r.LagCommits == 0 {
+		return fmt.Sprintf("-\t-\t-\t%d", r.LagNotDurable)
+	}
+	return fmt.Sprintf("%.0f\t%.0f\t%.0f\t%d", r.LagP50MS, r.LagP99MS, r.LagMaxMS, r.LagNotDurable)
 }
 
 func mib(kb int64) float64 { return float64(kb) / 1024 }
@@ -256,5 +289,6 @@ func newBenchWriterCmd(g *globals) *cobra.Command {
 	f.IntVar(&c.RowBytes, "row-bytes", 1000, "payload bytes per commit")
 	f.DurationVar(&c.Duration, "duration", 10*time.Second, "how long to write")
 	f.BoolVar(&c.Init, "init", false, "create the databases and exit")
+	f.StringVar(&c.CommitLog, "commit-log", "", "file to record each commit in (database index, row id, Unix nanoseconds)")
 	return cmd
 }
