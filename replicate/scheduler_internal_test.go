@@ -294,12 +294,12 @@ func TestPinBudgetIdleSync(t *testing.T) {
 	}
 }
 
-// TestNotifyWALUrgent: a VFS that reports a megabyte of new WAL gets its
-// database synced at once, not at the end of a one-hour interval; a small
-// write waits for the interval.
+// TestNotifyWALUrgent: a VFS that reports MaxSegmentBytes (here a
+// megabyte) of new WAL gets its database synced at once, not at the end of
+// a one-hour interval; a small write waits for the interval.
 func TestNotifyWALUrgent(t *testing.T) {
 	ctx := context.Background()
-	r := New(memstore.New(), Options{SyncInterval: time.Hour})
+	r := New(memstore.New(), Options{SyncInterval: time.Hour, MaxSegmentBytes: 1 << 20})
 	p := filepath.Join(t.TempDir(), "big.db")
 	app, err := sqlite3.Open(p)
 	if err != nil {
