@@ -128,6 +128,57 @@ func (d *DB) framesAt(pos wal.Pos) int64 {
 	return (pos.Offset - wal.HeaderSize) / (wal.FrameHeaderSize + int64(d.walPageSize()))
 }
 
+// appGone reports, without waiting, whether a watched database that
+// follows a WAL has no application connection left.
+func (d *DB) appGone() bool {
+	if d.app != nil || !d.mu.tryLock() {
+		return false
+	}
+	defer d.mu.unlock()
+	return (d.st == stateFollowing || d.st == stateHandedOver) && d.pin.shm != nil && !d.pin.othersAttached()
+}
+
+// dropStaleWAL neutralises, on the watch path, the WAL and WAL-index left
+// by a database file that was replaced while no connection had it open:
+// left as they are, the next connection would read the old file's frames
+// over the new file. Under the WAL write lock, walsync copies the old
+// generation's last commits (they belong to the replaced database's chain),
+// truncates the WAL and marks the WAL-index uninitialised, so that the next
+// connection rebuilds it from the empty WAL, as SQLite does for a database
+// nobody had open. The caller holds d.mu, with the old file still pinned.
+func (d *DB) dropStaleWAL() {
+	if d.app != nil || d.pin.shm == nil || d.pos.IsZero() || d.pin.othersAttached() {
+		return
+	}
+	wf, err := openWALWith(d.walPath, nil)
+	if err != nil || wf == nil {
+		return
+	}
+	ours := d.pos.SameGen(wf.hdr)
+	wf.f.Close()
+	if !ours {
+		return
+	}
+	if err := d.pin.lockWriter(); err != nil {
+		return
+	}
+	defer d.pin.unlockWriter()
+	if d.pin.othersAttached() {
+		return
+	}
+	if err := d.captureRawTail(); err != nil {
+		d.logger().Warn("capture the replaced database's last commits", "error", err)
+	}
+	if err := os.Truncate(d.walPath, 0); err != nil {
+		d.logger().Warn("empty the WAL left by the replaced database", "error", err)
+		return
+	}
+	if err := d.pin.uninitSHM(); err != nil {
+		d.logger().Warn("reset the WAL-index left by the replaced database", "error", err)
+	}
+	d.logger().Info("emptied the WAL left by the replaced database file")
+}
+
 // closeIfAppClosed leaves a watched database whose application closed its
 // last connection as SQLite would, once everything in its WAL is captured
 // and uploaded: the WAL is checkpointed into the database and truncated to

@@ -501,6 +501,7 @@ func (d *DB) followFile(ctx context.Context) error {
 		s := d.apply(evCreated, "")
 		return d.reopen(ctx, s)
 	case inode(fi) != d.ino:
+		d.dropStaleWAL()
 		s := d.apply(evReplaced, "")
 		return d.reopen(ctx, s)
 	}

@@ -202,6 +202,20 @@ func (p *pin) othersAttached() bool {
 	return err != nil || t != lockUnlocked
 }
 
+// uninitSHM marks both copies of the WAL-index header uninitialised: the
+// next connection to read it rebuilds the index from the WAL (SQLite's
+// recovery), as after a crash. The caller holds the WAL write lock.
+func (p *pin) uninitSHM() error {
+	const hdrSize, isInit = 48, 12
+	var zero [1]byte
+	for _, off := range []int64{isInit, hdrSize + isInit} {
+		if _, err := p.shm.WriteAt(zero[:], off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // lockDBShared takes the SHARED-range read lock on a database opened
 // without it (in-app), keeping rollback-journal writers out.
 func (p *pin) lockDBShared() error {

@@ -304,7 +304,14 @@ func (w *watcher) handleDir(ctx context.Context, wd *watchDir, ev inotifyEvent) 
 
 	switch {
 	case d != nil && ev.mask&unix.IN_CLOSE_WRITE != 0:
-		w.r.sched.notify(d) // a connection closed: within the interval
+		// A connection closed: within the interval, or at once if it was
+		// the application's last (walsync then empties the WAL, so that
+		// the file can be replaced while the application is stopped).
+		if d.appGone() {
+			w.r.sched.notifyNow(d)
+		} else {
+			w.r.sched.notify(d)
+		}
 	case d != nil:
 		// A name created, replaced or removed: the pin must follow at
 		// once (a new WAL, a file replaced while its old WAL is left).
