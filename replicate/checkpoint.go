@@ -138,6 +138,28 @@ func (d *DB) appGone() bool {
 	return (d.st == stateFollowing || d.st == stateHandedOver) && d.pin.shm != nil && !d.pin.othersAttached()
 }
 
+// closeNow empties the WAL of a watched database whose application just
+// closed its last connection, on the watcher's goroutine, unless a sync is
+// running (it does the same when it ends): the scheduler's queue may be
+// seconds long, and the files may be replaced as soon as the application
+// has stopped.
+func (d *DB) closeNow(ctx context.Context) {
+	if !d.upMu.tryLock() {
+		return
+	}
+	defer d.upMu.unlock()
+	if err := d.mu.lock(ctx); err != nil {
+		return
+	}
+	defer d.mu.unlock()
+	if d.st != stateFollowing && d.st != stateHandedOver {
+		return
+	}
+	if err := d.closeIfAppClosed(ctx); err != nil {
+		d.logger().Warn("empty the WAL after the application closed", "error", err)
+	}
+}
+
 // dropStaleWAL neutralises, on the watch path, the WAL and WAL-index left
 // by a database file that was replaced while no connection had it open:
 // left as they are, the next connection would read the old file's frames
@@ -190,8 +212,13 @@ func (d *DB) dropStaleWAL() {
 //
 // Following → HandedOver (hand-over, whatever the WAL's length) →
 // Closed (TRUNCATE checkpoint, slot taken back), both on evAppClosed.
+//
+// It does not wait for uploads: the last commits are copied under the WAL
+// write lock first, and a crash before they are uploaded costs a snapshot
+// (the record's TXID is not the target's), never data (the database file
+// holds them).
 func (d *DB) closeIfAppClosed(ctx context.Context) error {
-	if d.app != nil || d.pin.shm == nil || len(d.pending) > 0 || d.unsure {
+	if d.app != nil || d.pin.shm == nil {
 		return nil
 	}
 	if d.st != stateFollowing && d.st != stateHandedOver {

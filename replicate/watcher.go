@@ -308,6 +308,7 @@ func (w *watcher) handleDir(ctx context.Context, wd *watchDir, ev inotifyEvent) 
 		// the application's last (walsync then empties the WAL, so that
 		// the file can be replaced while the application is stopped).
 		if d.appGone() {
+			d.closeNow(ctx)
 			w.r.sched.notifyNow(d)
 		} else {
 			w.r.sched.notify(d)
