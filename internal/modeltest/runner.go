@@ -64,27 +64,27 @@ type Runner struct {
 	// Actions are the path's own actions, added to the shared ones.
 	Actions []Action
 
-	rng      *rand.Rand
-	model    *Model
-	actions  []Action
-	slots    []*slot
-	slotSeq  int
-	start    time.Time
-	step     int
-	action   string
-	history  []string
-	counts   map[string]int
-	pending  []obligation
-	down     bool      // replication stopped (walsync killed, replicator closed)
-	upAt     time.Time // when replication last (re)started
-	last     State     // newest state restored
-	restores int
-	wal      walTrack
-	resBase  Resources
-	resMax   Resources
-	maxLag   time.Duration
+	rng       *rand.Rand
+	model     *Model
+	actions   []Action
+	slots     []*slot
+	slotSeq   int
+	start     time.Time
+	step      int
+	action    string
+	history   []string
+	counts    map[string]int
+	pending   []obligation
+	down      bool      // replication stopped (walsync killed, replicator closed)
+	upAt      time.Time // when replication last (re)started
+	last      State     // newest state restored
+	restores  int
+	wal       walTrack
+	resBase   Resources
+	resMax    Resources
+	maxLag    time.Duration
 	maxCommit time.Duration
-	restoreN int
+	restoreN  int
 }
 
 // slot is a long-lived writer.
