@@ -26,12 +26,12 @@ const (
 func Schema() []string {
 	return []string{
 		"PRAGMA journal_mode=WAL",
+		"BEGIN",
 		"CREATE TABLE meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
 		"CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)",
 		"CREATE TABLE log(seq INTEGER PRIMARY KEY, txn INTEGER NOT NULL, body TEXT NOT NULL)",
 		"CREATE INDEX log_txn ON log(txn)",
 		"CREATE TABLE blobs(id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL)",
-		"BEGIN",
 		"INSERT INTO meta(k, v) VALUES ('epoch', 0)",
 		fmt.Sprintf("INSERT INTO accounts(id, balance) WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < %d) SELECT i, %d FROM c",
 			Accounts, InitialBalance),

@@ -405,7 +405,17 @@ func (r *Runner) restore() (State, bool, error) {
 	if err != nil {
 		return State{}, false, Violationf("restore", "open restored database: %v", err)
 	}
-	got, err := Observe(func(sql string) ([][]string, error) { return c.Exec(sql) }, true)
+	q := func(sql string) ([][]string, error) { return c.Exec(sql) }
+	if rows, err := q("SELECT count(*) FROM sqlite_schema"); err == nil && fmt.Sprint(rows) == "[[0]]" {
+		// The database before the schema's transaction: the empty prefix.
+		c.Close()
+		if r.restores > 1 {
+			return State{}, false, Violationf("prefix", "restore went back from %v to the empty database", r.last)
+		}
+		r.restores--
+		return State{}, false, nil
+	}
+	got, err := Observe(q, true)
 	c.Close()
 	if err != nil {
 		return State{}, false, Violationf("prefix", "restored database: %v", err)
@@ -452,6 +462,10 @@ func (r *Runner) enforce(st State, found bool, at time.Time) error {
 	}
 	return nil
 }
+
+// Obligate records that t committed just now: a restore must hold it
+// within the lag bound. For commits a path's action makes itself.
+func (r *Runner) Obligate(t *Txn) { r.obligate(t, time.Now()) }
 
 // obligate records a commit acknowledged at time at.
 func (r *Runner) obligate(t *Txn, at time.Time) {

@@ -306,8 +306,15 @@ func (w *connWriter) Close() error {
 // sqlErr turns an ncruces error into an *SQLError.
 func sqlErr(err error) error {
 	var e *sqlite3.Error
-	if errors.As(err, &e) {
+	var code sqlite3.ErrorCode
+	var xcode sqlite3.ExtendedErrorCode
+	switch {
+	case errors.As(err, &e):
 		return &SQLError{Code: int(e.ExtendedCode()), Msg: e.Error()}
+	case errors.As(err, &xcode):
+		return &SQLError{Code: int(xcode), Msg: err.Error()}
+	case errors.As(err, &code):
+		return &SQLError{Code: int(code), Msg: err.Error()}
 	}
 	return err
 }
