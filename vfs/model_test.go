@@ -186,7 +186,9 @@ func TestModelVFS(t *testing.T) {
 		if err := r.ReopenApp(); err != nil {
 			return "", err
 		}
-		return outcome, nil
+		// The application reads first: the VFS registers the database
+		// with the replicator when SQLite opens its WAL.
+		return outcome, r.VerifyLive(nil)
 	}
 	r.Actions = []modeltest.Action{
 		{Name: "restart", Weight: 2, Do: func(r *modeltest.Runner) (string, error) { return restart(r, false) }},

@@ -21,6 +21,7 @@ func sharedActions() []Action {
 		{Name: "readerwrite", Weight: 4, Ready: hasReader, Do: doReaderWrite},
 		{Name: "readerend", Weight: 2, Ready: hasReader, Do: doReaderEnd},
 		{Name: "checkpoint", Weight: 6, Do: doCheckpoint},
+		{Name: "handover", Weight: 2, Ready: func(r *Runner) bool { return len(r.LongKinds) > 0 }, Do: doHandover},
 		{Name: "autockpt", Weight: 3, Ready: func(r *Runner) bool { return len(r.slots) > 0 }, Do: doAutockpt},
 		{Name: "rollback", Weight: 3, Do: doRollback},
 		{Name: "slowcommit", Weight: 2, Do: doSlowCommit},
@@ -124,6 +125,11 @@ func doCheckpoint(r *Runner) (string, error) {
 		}
 		res, busy := checkpointResult(rows)
 		r.note(fmt.Sprintf("%s: wal_checkpoint(%s) = %s", name, mode, res))
+		if !readers {
+			if err := r.checkpointProgress(res); err != nil {
+				return err
+			}
+		}
 		outcome = mode
 		if busy {
 			outcome += "-busy"
@@ -134,6 +140,72 @@ func doCheckpoint(r *Runner) (string, error) {
 		return nil
 	})
 	return outcome, err
+}
+
+// doHandover is the sequence around a WAL restart hand-over: a reader
+// begins at the WAL's end, the application checkpoints (everything is
+// copied), the replicator gets two sync intervals to act, then the reader
+// writes (BUSY_SNAPSHOT is legal) and the application commits on.
+func doHandover(r *Runner) (string, error) {
+	if out, err := doReader(r); err != nil || out != "ok" {
+		return out, err
+	}
+	var s *slot
+	for _, x := range r.slots {
+		if x.reader {
+			s = x
+		}
+	}
+	mode := []string{"PASSIVE", "FULL", "TRUNCATE"}[r.rng.IntN(3)]
+	err := r.once(func(w Writer, name string) error {
+		rows, err := w.Exec("PRAGMA busy_timeout=100", "PRAGMA wal_checkpoint("+mode+")")
+		if err != nil && !IsBusy(err) {
+			return Violationf("writer-error", "%s: wal_checkpoint(%s): %v", name, mode, err)
+		}
+		res, _ := checkpointResult(rows)
+		r.note(fmt.Sprintf("%s: wal_checkpoint(%s) = %s, %v", name, mode, res, err))
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := r.Check(true); err != nil {
+		return "", err
+	}
+	s.reader = false
+	t := r.model.Plan(r.rng, Small, r.MaxTxnBytes, 0)
+	outcome, err := r.commit(s.w, s.String(), t, true)
+	r.dropDead(s)
+	if err != nil {
+		return "", err
+	}
+	for range 2 + r.rng.IntN(4) {
+		if _, err := r.Commit([]Size{Small, Medium}[r.rng.IntN(2)]); err != nil {
+			return "", err
+		}
+	}
+	return outcome, nil
+}
+
+// checkpointProgress follows the checkpoints the application runs with
+// no reader open: one that cannot copy every frame is legal for a moment
+// (walsync holds READ_LOCK(0) while it snapshots or hands a restart
+// over), not for long.
+func (r *Runner) checkpointProgress(res string) error {
+	f := strings.Split(res, "|")
+	if len(f) != 3 || f[1] == f[2] || f[1] == "-1" {
+		r.wal.stuckSince, r.wal.stuckN = time.Time{}, 0
+		return nil
+	}
+	if r.wal.stuckSince.IsZero() {
+		r.wal.stuckSince = time.Now()
+	}
+	r.wal.stuckN++
+	if d := time.Since(r.wal.stuckSince); r.wal.stuckN >= 3 && d > 3*r.SyncInterval+r.Cfg.Lag {
+		return Violationf("checkpoint-progress", "with no reader open, %d checkpoints over %v copied only part of the WAL (last: busy|log|checkpointed = %s): something holds the WAL-index's READ_LOCK(0) or a read mark",
+			r.wal.stuckN, d.Round(time.Millisecond), res)
+	}
+	return nil
 }
 
 // doAutockpt changes a writer's wal_autocheckpoint.

@@ -114,6 +114,8 @@ type walTrack struct {
 	maxFrames    uint32
 	overSince    time.Time
 	overSteps    int
+	stuckSince   time.Time // first incomplete checkpoint with no reader open
+	stuckN       int
 }
 
 // Violation is a failed invariant.
