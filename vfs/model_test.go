@@ -89,6 +89,67 @@ func (a *modelApp) close() error {
 	return nil
 }
 
+// snapshotAction takes an in-app snapshot while the application goes on
+// checkpointing and committing (each commit then restarts the WAL, so the
+// VFS calls the replicator before SQLite resets it). A small commit must
+// not wait for the snapshot: one that takes over 250 ms and over half of
+// the snapshot's time is reported as stalled by it.
+func snapshotAction(app *modelApp) func(r *modeltest.Runner) (string, error) {
+	return func(r *modeltest.Runner) (string, error) {
+		d := app.v.DB(r.DB)
+		if d == nil {
+			return "no-db", nil
+		}
+		type result struct {
+			err error
+			at  time.Time
+		}
+		began := time.Now()
+		done := make(chan result, 1)
+		go func() {
+			err := d.Snapshot(context.Background())
+			done <- result{err, time.Now()}
+		}()
+		var res result
+		var slowest time.Duration
+		var slowestEnd time.Time
+		commits := 0
+	loop:
+		for ; commits < 20; commits++ {
+			select {
+			case res = <-done:
+				done = nil
+				break loop
+			default:
+			}
+			if _, err := r.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+				return "", modeltest.Violationf("writer-error", "checkpoint: %v", err)
+			}
+			t0 := time.Now()
+			if _, err := r.Commit(modeltest.Small); err != nil {
+				return "", err
+			}
+			if d := time.Since(t0); d > slowest {
+				slowest, slowestEnd = d, time.Now()
+			}
+		}
+		if done != nil {
+			res = <-done
+		}
+		took := res.at.Sub(began)
+		if res.err != nil {
+			return "", modeltest.Violationf("snapshot", "in-app snapshot: %v", res.err)
+		}
+		r.Note("snapshot took %v; %d commits meanwhile, the slowest %v", took.Round(time.Millisecond), commits, slowest.Round(time.Millisecond))
+		// Stalled: slow, ended right after the snapshot did, and waited for
+		// much of it.
+		if slowest > 250*time.Millisecond && slowest > took/2 && slowestEnd.Sub(res.at).Abs() < 100*time.Millisecond {
+			return "", modeltest.Violationf("commit-stall", "a small commit took %v and ended when an in-app snapshot of %v did: the snapshot stalled the application's writer", slowest.Round(time.Millisecond), took.Round(time.Millisecond))
+		}
+		return fmt.Sprintf("commits-%d", min(commits, 3)), nil
+	}
+}
+
 func TestModelVFS(t *testing.T) {
 	cfg := *modelCfg
 	dir := t.TempDir()
@@ -193,33 +254,7 @@ func TestModelVFS(t *testing.T) {
 	r.Actions = []modeltest.Action{
 		{Name: "restart", Weight: 2, Do: func(r *modeltest.Runner) (string, error) { return restart(r, false) }},
 		{Name: "offline", Weight: 1, Do: func(r *modeltest.Runner) (string, error) { return restart(r, true) }},
-		{Name: "snapshot", Weight: 2, Do: func(r *modeltest.Runner) (string, error) {
-			d := app.v.DB(r.DB)
-			if d == nil {
-				return "no-db", nil
-			}
-			done := make(chan error, 1)
-			go func() { done <- d.Snapshot(context.Background()) }()
-			for i := 0; ; i++ {
-				select {
-				case err := <-done:
-					if err != nil {
-						return "", modeltest.Violationf("snapshot", "in-app snapshot: %v", err)
-					}
-					return fmt.Sprintf("commits-%d", i), nil
-				default:
-				}
-				if i == 8 {
-					if err := <-done; err != nil {
-						return "", modeltest.Violationf("snapshot", "in-app snapshot: %v", err)
-					}
-					return "commits-8", nil
-				}
-				if _, err := r.Commit(modeltest.Small); err != nil {
-					return "", err
-				}
-			}
-		}},
+		{Name: "snapshot", Weight: 2, Do: snapshotAction(app)},
 	}
 	r.CreateDB()
 	r.Run()

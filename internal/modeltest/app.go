@@ -160,6 +160,17 @@ func (r *Runner) once(fn func(w Writer, name string) error) error {
 	return err
 }
 
+// Exec runs statements on some writer of the application.
+func (r *Runner) Exec(stmts ...string) ([][]string, error) {
+	var rows [][]string
+	err := r.withWriter(func(w Writer, _ string) error {
+		var err error
+		rows, err = w.Exec(stmts...)
+		return err
+	})
+	return rows, err
+}
+
 // Commit commits one transaction of the given size on some writer.
 func (r *Runner) Commit(size Size) (string, error) {
 	var outcome string
@@ -284,7 +295,7 @@ func (r *Runner) VerifyLive(w Writer) error {
 	if w != nil {
 		return check(w, "writer")
 	}
-	return r.withWriter(check)
+	return r.once(check)
 }
 
 // checkpointResult finds the (busy, log, checkpointed) row of a

@@ -274,13 +274,16 @@ func (r *Runner) pick() Action {
 func (r *Runner) note(msg string) {
 	line := fmt.Sprintf("step %d [%6.2fs] %s: %s", r.step, time.Since(r.start).Seconds(), r.action, msg)
 	r.history = append(r.history, line)
-	if len(r.history) > 400 {
-		r.history = r.history[200:]
+	if len(r.history) > 20000 {
+		r.history = r.history[10000:]
 	}
 	if r.Cfg.Verbose {
 		r.T.Log(line)
 	}
 }
+
+// MaxCommit returns the longest small commit so far.
+func (r *Runner) MaxCommit() time.Duration { return r.maxCommit }
 
 // Note adds a line to the history of the current step.
 func (r *Runner) Note(format string, args ...any) { r.note(fmt.Sprintf(format, args...)) }
@@ -303,10 +306,15 @@ func (r *Runner) fail(err error) {
 	if r.Cfg.Steps > 0 {
 		fmt.Fprintf(&sb, " -model.steps=%d", r.Cfg.Steps)
 	}
-	fmt.Fprintf(&sb, "\nmodel: %v; last restore %v\n%s\nhistory (last 40 lines):\n", r.model.Current(), r.last, r.summary())
+	fmt.Fprintf(&sb, "\nmodel: %v; last restore %v\n%s\n", r.model.Current(), r.last, r.summary())
+	full := filepath.Join(os.TempDir(), fmt.Sprintf("walsync-model-%d.history", r.Cfg.Seed))
+	if os.WriteFile(full, []byte(strings.Join(r.history, "\n")+"\n"), 0o644) == nil {
+		fmt.Fprintf(&sb, "full history: %s\n", full)
+	}
+	sb.WriteString("history (last 60 lines):\n")
 	h := r.history
-	if len(h) > 40 {
-		h = h[len(h)-40:]
+	if len(h) > 60 {
+		h = h[len(h)-60:]
 	}
 	for _, l := range h {
 		sb.WriteString("  " + l + "\n")
