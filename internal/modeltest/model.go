@@ -137,12 +137,16 @@ type blob struct{ id, size int64 }
 // logRun is the log rows of one committed transaction.
 type logRun struct{ first, last, bodyLen int64 }
 
-// trimAbove is the size of the log past which transactions trim it, so
-// that a long run's database (and every restore) stays bounded.
-const trimAbove = 24 << 20
+// DefaultTrimAbove is the default of [Model.TrimAbove].
+const DefaultTrimAbove = 24 << 20
 
 // Model is what the writers have committed, one State per commit.
 type Model struct {
+	// TrimAbove is the size of the log past which transactions delete its
+	// older half, so that a long run's database (and every restore) stays
+	// bounded.
+	TrimAbove int64
+
 	states   []State
 	index    map[stateKey]int
 	balances [Accounts]int64
@@ -153,7 +157,7 @@ type Model struct {
 
 // NewModel returns the model of a database just created by [Schema].
 func NewModel() *Model {
-	m := &Model{index: make(map[stateKey]int)}
+	m := &Model{TrimAbove: DefaultTrimAbove, index: make(map[stateKey]int)}
 	for i := range m.balances {
 		m.balances[i] = InitialBalance
 	}
@@ -216,7 +220,7 @@ func (m *Model) Plan(rng *rand.Rand, size Size, maxBytes int64, bodyExtra int) *
 	if len(m.blobs) > 0 && rng.IntN(4) == 0 {
 		t.DropBlob = m.blobs[0].id
 	}
-	if m.cur.BodyBytes > trimAbove {
+	if m.cur.BodyBytes > m.TrimAbove {
 		var dropped int64
 		for _, run := range m.runs {
 			if dropped > m.cur.BodyBytes/2 {
