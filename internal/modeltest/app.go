@@ -287,7 +287,7 @@ func (r *Runner) VerifyLive(w Writer) error {
 		want := r.model.Current()
 		got.At = want.At
 		if got != want {
-			return Violationf("app-read", "%s reads %v, want %v (the application does not read what it committed):\n got  %+v\n want %+v", name, got, want, got, want)
+			return Violationf("app-read", "%s reads %v, want %v (the application does not read what it committed):\n got  %s\n want %s", name, got, want, got.Fields(), want.Fields())
 		}
 		r.note(fmt.Sprintf("%s reads %v, integrity ok", name, got))
 		return nil

@@ -130,6 +130,12 @@ func (s State) String() string {
 	return fmt.Sprintf("epoch %d seq %d (txn %d)", s.Epoch, s.LastSeq, s.N)
 }
 
+// Fields lists every field but the time, for a report.
+func (s State) Fields() string {
+	return fmt.Sprintf("epoch=%d txn=%d seq=%d..%d body_bytes=%d balances=%x blobs=%d blob_ids=%d blob_bytes=%d",
+		s.Epoch, s.N, s.FirstSeq, s.LastSeq, s.BodyBytes, s.BalHash, s.Blobs, s.BlobIDs, s.BlobBytes)
+}
+
 type stateKey struct{ epoch, seq int64 }
 
 type blob struct{ id, size int64 }
@@ -399,7 +405,7 @@ func (m *Model) Match(got State) (State, error) {
 	}
 	got.At = want.At
 	if got != want {
-		return want, fmt.Errorf("content differs from the committed state at %v:\n got  %+v\n want %+v", want, got, want)
+		return want, fmt.Errorf("content differs from the committed state at %v:\n got  %s\n want %s", want, got.Fields(), want.Fields())
 	}
 	return want, nil
 }
