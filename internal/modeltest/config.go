@@ -19,7 +19,9 @@
 //	-model.duration=D        run for D (default: the test's short budget)
 //	-model.steps=N           run N steps instead
 //	-model.actions=LIST      e.g. "-journalmode,-replace" or "commit,idle"
-//	-model.lag=D             upload allowance of the lag bound
+//	-model.writers=LIST      writer kinds, same syntax: "-plain", "py,sh"
+//	-model.lag=D             upload allowance of the lag bound (a long one
+//	                         leaves lag failures out to explore others)
 //	-model.v                 log every step
 //
 // Timing is real, so a seed reproduces the action sequence exactly and the
@@ -41,6 +43,7 @@ type Config struct {
 	Duration    time.Duration
 	Steps       int
 	Actions     string
+	Writers     string
 	Lag         time.Duration
 	CommitBound time.Duration
 	Verbose     bool
@@ -53,6 +56,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.DurationVar(&c.Duration, "model.duration", 0, "model test: how long to run (0: the short default)")
 	fs.IntVar(&c.Steps, "model.steps", 0, "model test: number of steps (overrides -model.duration)")
 	fs.StringVar(&c.Actions, "model.actions", "", `model test: actions, e.g. "-journalmode,-replace" (all but) or "commit,idle" (only)`)
+	fs.StringVar(&c.Writers, "model.writers", "", `model test: writer kinds, e.g. "-plain" (all but) or "py" (only)`)
 	fs.DurationVar(&c.Lag, "model.lag", 4*time.Second, "model test: upload allowance added to the sync interval in the lag bound")
 	fs.DurationVar(&c.CommitBound, "model.commit-bound", 3*time.Second, "model test: longest a small commit may take")
 	fs.BoolVar(&c.Verbose, "model.v", false, "model test: log every step")
@@ -68,6 +72,27 @@ type Action struct {
 	// Do runs the action and returns a short outcome for the counts and
 	// the history ("ok", "busy", ...). An error is a failed invariant.
 	Do func(r *Runner) (string, error)
+}
+
+// selectKinds applies a -model.writers list to writer kinds.
+func selectKinds(kinds []string, spec string) ([]string, error) {
+	all := make([]Action, 0, len(kinds))
+	for _, k := range kinds {
+		if !slices.ContainsFunc(all, func(a Action) bool { return a.Name == k }) {
+			all = append(all, Action{Name: k})
+		}
+	}
+	sel, err := selectActions(all, spec)
+	if err != nil {
+		return nil, fmt.Errorf("-model.writers: %w", err)
+	}
+	var out []string
+	for _, k := range kinds {
+		if slices.ContainsFunc(sel, func(a Action) bool { return a.Name == k }) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
 }
 
 // selectActions applies a -model.actions list to the available actions.

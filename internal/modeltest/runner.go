@@ -195,6 +195,15 @@ func (r *Runner) Run() {
 		names = append(names, a.Name)
 	}
 	r.Logf("actions: %s", strings.Join(names, ","))
+	long, err1 := selectKinds(r.LongKinds, r.Cfg.Writers)
+	once, err2 := selectKinds(r.OnceKinds, r.Cfg.Writers)
+	if err := errors.Join(err1, err2); err != nil {
+		r.T.Fatal(err)
+	}
+	if len(long) == 0 || len(once) == 0 {
+		r.T.Fatalf("-model.writers=%s leaves no long-lived or no one-shot writer (kinds %v, %v)", r.Cfg.Writers, r.LongKinds, r.OnceKinds)
+	}
+	r.LongKinds, r.OnceKinds = long, once
 	budget := r.Cfg.Duration
 	if budget == 0 {
 		budget = r.Default
@@ -302,6 +311,9 @@ func (r *Runner) fail(err error) {
 	fmt.Fprintf(&sb, "reproduce: go test -race %s -model.seed=%d", r.Repro, r.Cfg.Seed)
 	if r.Cfg.Actions != "" {
 		fmt.Fprintf(&sb, " -model.actions=%s", r.Cfg.Actions)
+	}
+	if r.Cfg.Writers != "" {
+		fmt.Fprintf(&sb, " -model.writers=%s", r.Cfg.Writers)
 	}
 	if r.Cfg.Steps > 0 {
 		fmt.Fprintf(&sb, " -model.steps=%d", r.Cfg.Steps)
