@@ -37,6 +37,10 @@ import (
 	"time"
 )
 
+// DefaultLag is the default upload allowance of the lag bound: generous,
+// for -race builds on a loaded two-core machine.
+const DefaultLag = 4 * time.Second
+
 // Config holds the -model.* flags.
 type Config struct {
 	Seed        uint64
@@ -57,7 +61,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.Steps, "model.steps", 0, "model test: number of steps (overrides -model.duration)")
 	fs.StringVar(&c.Actions, "model.actions", "", `model test: actions, e.g. "-journalmode,-replace" (all but) or "commit,idle" (only)`)
 	fs.StringVar(&c.Writers, "model.writers", "", `model test: writer kinds, e.g. "-plain" (all but) or "py" (only)`)
-	fs.DurationVar(&c.Lag, "model.lag", 4*time.Second, "model test: upload allowance added to the sync interval in the lag bound")
+	fs.DurationVar(&c.Lag, "model.lag", DefaultLag, "model test: upload allowance added to the sync interval in the lag bound")
 	fs.DurationVar(&c.CommitBound, "model.commit-bound", 3*time.Second, "model test: longest a small commit may take")
 	fs.BoolVar(&c.Verbose, "model.v", false, "model test: log every step")
 	return c

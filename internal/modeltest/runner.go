@@ -315,6 +315,9 @@ func (r *Runner) fail(err error) {
 	if r.Cfg.Writers != "" {
 		fmt.Fprintf(&sb, " -model.writers=%s", r.Cfg.Writers)
 	}
+	if r.Cfg.Lag != DefaultLag {
+		fmt.Fprintf(&sb, " -model.lag=%v", r.Cfg.Lag)
+	}
 	if r.Cfg.Steps > 0 {
 		fmt.Fprintf(&sb, " -model.steps=%d", r.Cfg.Steps)
 	}
