@@ -480,8 +480,8 @@ func (r *Runner) enforce(st State, found bool, at time.Time) error {
 			if found {
 				got = st.String()
 			}
-			return Violationf("lag", "commit seq %d (epoch %d) acknowledged %v ago is not restorable: the live target restores %s; bound %v (sync interval %v + allowance %v)",
-				o.seq, o.epoch, at.Sub(o.at).Round(time.Millisecond), got, r.deadline(o).Sub(o.at).Round(time.Millisecond), r.SyncInterval, r.Cfg.Lag)
+			return Violationf("lag", "commit seq %d (epoch %d) acknowledged %v ago is not restorable: the live target restores %s; bound %v (sync interval %v + allowance %v); %s",
+				o.seq, o.epoch, at.Sub(o.at).Round(time.Millisecond), got, r.deadline(o).Sub(o.at).Round(time.Millisecond), r.SyncInterval, r.Cfg.Lag, r.lateOrStuck(o))
 		}
 		break
 	}
@@ -491,6 +491,24 @@ func (r *Runner) enforce(st State, found bool, at time.Time) error {
 // Obligate records that t committed just now: a restore must hold it
 // within the lag bound. For commits a path's action makes itself.
 func (r *Runner) Obligate(t *Txn) { r.obligate(t, time.Now()) }
+
+// lateOrStuck tells, after a lag failure, whether the commit becomes
+// restorable later with nothing else written (late) or not (stuck).
+func (r *Runner) lateOrStuck(o obligation) string {
+	extra := 2 * r.Cfg.Lag
+	until := time.Now().Add(extra)
+	for time.Now().Before(until) {
+		st, found, err := r.restore()
+		if err != nil {
+			return fmt.Sprintf("then restore failed: %v", err)
+		}
+		if found && (st.Epoch > o.epoch || st.Epoch == o.epoch && st.LastSeq >= o.seq) {
+			return fmt.Sprintf("late: restorable %v after its commit, with nothing written meanwhile", time.Since(o.at).Round(time.Millisecond))
+		}
+		time.Sleep(200 * time.Millisecond) // polling another process's progress against a deadline
+	}
+	return fmt.Sprintf("stuck: still not restorable %v later with nothing written meanwhile", extra)
+}
 
 // obligate records a commit acknowledged at time at.
 func (r *Runner) obligate(t *Txn, at time.Time) {
