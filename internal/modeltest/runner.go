@@ -395,8 +395,10 @@ func (r *Runner) Check(wait bool) error {
 		if err := r.enforce(st, found, at); err != nil {
 			return err
 		}
-		if !wait || (len(r.pending) == 0 || r.down) && time.Since(began) >= 2*r.SyncInterval {
-			break
+		waited := time.Since(began)
+		if !wait || (len(r.pending) == 0 || r.down) && waited >= 2*r.SyncInterval ||
+			waited > 3*r.SyncInterval+min(r.Cfg.Lag, DefaultLag) {
+			break // a long -model.lag leaves lag failures out: idle no longer
 		}
 		time.Sleep(delay) // polling another process's progress against a deadline
 	}
