@@ -78,25 +78,29 @@ type Action struct {
 	Do func(r *Runner) (string, error)
 }
 
-// selectKinds applies a -model.writers list to writer kinds.
-func selectKinds(kinds []string, spec string) ([]string, error) {
-	all := make([]Action, 0, len(kinds))
-	for _, k := range kinds {
+// selectKinds applies a -model.writers list to the writer kinds long
+// and once, returning what is left of each.
+func selectKinds(long, once []string, spec string) ([]string, []string, error) {
+	var all []Action
+	for _, k := range append(slices.Clone(long), once...) {
 		if !slices.ContainsFunc(all, func(a Action) bool { return a.Name == k }) {
 			all = append(all, Action{Name: k})
 		}
 	}
 	sel, err := selectActions(all, spec)
 	if err != nil {
-		return nil, fmt.Errorf("-model.writers: %w", err)
+		return nil, nil, fmt.Errorf("-model.writers: %w", err)
 	}
-	var out []string
-	for _, k := range kinds {
-		if slices.ContainsFunc(sel, func(a Action) bool { return a.Name == k }) {
-			out = append(out, k)
+	keep := func(kinds []string) []string {
+		var out []string
+		for _, k := range kinds {
+			if slices.ContainsFunc(sel, func(a Action) bool { return a.Name == k }) {
+				out = append(out, k)
+			}
 		}
+		return out
 	}
-	return out, nil
+	return keep(long), keep(once), nil
 }
 
 // selectActions applies a -model.actions list to the available actions.

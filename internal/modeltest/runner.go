@@ -195,9 +195,8 @@ func (r *Runner) Run() {
 		names = append(names, a.Name)
 	}
 	r.Logf("actions: %s", strings.Join(names, ","))
-	long, err1 := selectKinds(r.LongKinds, r.Cfg.Writers)
-	once, err2 := selectKinds(r.OnceKinds, r.Cfg.Writers)
-	if err := errors.Join(err1, err2); err != nil {
+	long, once, err := selectKinds(r.LongKinds, r.OnceKinds, r.Cfg.Writers)
+	if err != nil {
 		r.T.Fatal(err)
 	}
 	if len(long) == 0 || len(once) == 0 {
