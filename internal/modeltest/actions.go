@@ -142,11 +142,15 @@ func doCheckpoint(r *Runner) (string, error) {
 	return outcome, err
 }
 
-// doHandover is the sequence around a WAL restart hand-over: a reader
-// begins at the WAL's end, the application checkpoints (everything is
-// copied), the replicator gets two sync intervals to act, then the reader
-// writes (BUSY_SNAPSHOT is legal) and the application commits on.
+// doHandover is the sequence around a WAL restart hand-over: a commit
+// (the replicator syncs one interval later), then at once a reader begins
+// at the WAL's end and the application checkpoints (everything is copied),
+// the replicator gets two sync intervals to act, then the reader writes
+// (BUSY_SNAPSHOT is legal) and the application commits on.
 func doHandover(r *Runner) (string, error) {
+	if _, err := r.Commit([]Size{Medium, Large}[r.rng.IntN(2)]); err != nil {
+		return "", err
+	}
 	if out, err := doReader(r); err != nil || out != "ok" {
 		return out, err
 	}
