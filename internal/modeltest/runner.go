@@ -236,6 +236,19 @@ func (r *Runner) Run() {
 		r.fail(err)
 	}
 	r.Logf("passed: %s", r.summary())
+	if full := r.saveHistory(); full != "" {
+		r.Logf("history: %s", full)
+	}
+}
+
+// saveHistory writes the run's history to a file named by its seed and
+// returns its path ("" if it cannot).
+func (r *Runner) saveHistory() string {
+	full := filepath.Join(os.TempDir(), fmt.Sprintf("walsync-model-%d.history", r.Cfg.Seed))
+	if os.WriteFile(full, []byte(strings.Join(r.history, "\n")+"\n"), 0o644) != nil {
+		return ""
+	}
+	return full
 }
 
 // final ends every read transaction, waits for the target to hold every
@@ -321,8 +334,7 @@ func (r *Runner) fail(err error) {
 		fmt.Fprintf(&sb, " -model.steps=%d", r.Cfg.Steps)
 	}
 	fmt.Fprintf(&sb, "\nmodel: %v; last restore %v\n%s\n", r.model.Current(), r.last, r.summary())
-	full := filepath.Join(os.TempDir(), fmt.Sprintf("walsync-model-%d.history", r.Cfg.Seed))
-	if os.WriteFile(full, []byte(strings.Join(r.history, "\n")+"\n"), 0o644) == nil {
+	if full := r.saveHistory(); full != "" {
 		fmt.Fprintf(&sb, "full history: %s\n", full)
 	}
 	sb.WriteString("history (last 60 lines):\n")
