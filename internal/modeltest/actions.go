@@ -205,7 +205,7 @@ func (r *Runner) checkpointProgress(res string) error {
 		r.wal.stuckSince = time.Now()
 	}
 	r.wal.stuckN++
-	if d := time.Since(r.wal.stuckSince); r.wal.stuckN >= 3 && d > 3*r.SyncInterval+r.Cfg.Lag {
+	if d := time.Since(r.wal.stuckSince); r.wal.stuckN >= 3 && d > r.grace() {
 		return Violationf("checkpoint-progress", "with no reader open, %d checkpoints over %v copied only part of the WAL (last: busy|log|checkpointed = %s): something holds the WAL-index's READ_LOCK(0) or a read mark",
 			r.wal.stuckN, d.Round(time.Millisecond), res)
 	}

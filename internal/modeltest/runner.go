@@ -391,6 +391,14 @@ func (r *Runner) deadline(o obligation) time.Time {
 	return at.Add(r.SyncInterval + r.Cfg.Lag + time.Duration(o.bytes/(4<<20))*time.Second)
 }
 
+// grace is how long the WAL may stay over its bound, or checkpoints stay
+// incomplete, and the longest an idle step waits: three sync intervals
+// and the default allowance (a long -model.lag leaves only lag failures
+// out).
+func (r *Runner) grace() time.Duration {
+	return 3*r.SyncInterval + min(r.Cfg.Lag, DefaultLag)
+}
+
 // Check restores the live target and checks it, the WAL and the
 // replicator's resources. With wait it stays idle until every commit is
 // restorable or the lag bound of the oldest one has passed, and at least
@@ -408,7 +416,7 @@ func (r *Runner) Check(wait bool) error {
 		}
 		waited := time.Since(began)
 		if !wait || (len(r.pending) == 0 || r.down) && waited >= 2*r.SyncInterval ||
-			waited > 3*r.SyncInterval+min(r.Cfg.Lag, DefaultLag) {
+			waited > r.grace() {
 			break // a long -model.lag leaves lag failures out: idle no longer
 		}
 		time.Sleep(delay) // polling another process's progress against a deadline
@@ -564,7 +572,7 @@ func (r *Runner) checkWAL() error {
 		r.wal.overSince = time.Now()
 	}
 	r.wal.overSteps++
-	if over := time.Since(r.wal.overSince); r.wal.overSteps >= 10 && over > 3*r.SyncInterval+r.Cfg.Lag {
+	if over := time.Since(r.wal.overSince); r.wal.overSteps >= 10 && over > r.grace() {
 		return Violationf("wal-bound", "the WAL holds %d frames (%d backfilled) with no reader open, over the bound %d (restart limit %d + 2 x largest transaction %d + 64) for %d steps and %v: checkpoints make no progress",
 			wi.MxFrame, wi.NBackfill, bound, limit, r.wal.maxTxnFrames, r.wal.overSteps, over.Round(time.Millisecond))
 	}
