@@ -414,8 +414,8 @@ func doReplace(r *Runner, recreate bool) (string, error) {
 				return "", err
 			}
 		}
-		r.note("database, -wal and -shm deleted")
-		if err := r.Check(false); err != nil {
+		r.note("database, -wal and -shm deleted; a while without a database")
+		if err := r.Check(true); err != nil {
 			return "", err
 		}
 	}
