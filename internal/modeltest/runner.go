@@ -16,8 +16,8 @@ import (
 
 // Runner drives one database through random actions and checks the
 // invariants after every step. The test of a capture path fills in the
-// configuration fields, calls [Runner.CreateDB], starts replication, and
-// calls [Runner.Run].
+// configuration fields, draws its own configuration from [Runner.Init],
+// calls [Runner.CreateDB], starts replication, and calls [Runner.Run].
 type Runner struct {
 	T     *testing.T
 	Cfg   *Config
