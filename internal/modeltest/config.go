@@ -24,8 +24,9 @@
 //	                         leaves lag failures out to explore others)
 //	-model.v                 log every step
 //
-// Timing is real, so a seed reproduces the action sequence exactly and the
-// interleaving with walsync's own syncs approximately.
+// Timing is real: a seed reproduces the configuration and the action
+// sequence as long as the outcomes (busy, a shell that exits) agree, and
+// the interleaving with walsync's own syncs only approximately.
 package modeltest
 
 import (
