@@ -47,7 +47,13 @@ type result struct {
 // run runs walsync to completion.
 func run(t testing.TB, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binPath, args...)
+	return runWith(t, binPath, args...)
+}
+
+// runWith runs the walsync binary bin to completion.
+func runWith(t testing.TB, bin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
