@@ -416,6 +416,9 @@ func (d *DB) step(ctx context.Context, st *syncState) (stepResult, error) {
 	if err := d.repinIfNeeded(ctx); err != nil {
 		return stepDone, err
 	}
+	if d.app != nil {
+		d.pin.openSHM(d.shmPath) // the WAL-index this sync reads
+	}
 	// Re-arm the one-shot inotify watch before reading the WAL: a write
 	// after this point wakes the next sync.
 	if err := d.r.watch.armWAL(d); err != nil {

@@ -206,8 +206,15 @@ func (d *DB) beforeWALReset(next []byte) {
 		d.earlyReset(hdr)
 		return
 	case stateClosed:
-		if !d.adoptAnnounced() {
+		if d.app.next == nil {
 			d.announce(hdr)
+			return
+		}
+		if !d.adoptAnnounced() {
+			// The generation SQLite announced is not in the WAL: a
+			// connection that does not use the VFS reset it, with frames
+			// walsync never saw.
+			d.discontinuity(fmt.Sprintf("%s (expected %s)", whyRestarted, d.app.expected()))
 			return
 		}
 		// The announced generation, not yet read by a sync, is being
@@ -216,7 +223,12 @@ func (d *DB) beforeWALReset(next []byte) {
 	default:
 		return // Broken or Gone: the snapshot reads whatever is there
 	}
-	if err := d.captureRawTail(); err != nil {
+	if err := d.captureRawTail(); errors.Is(err, errOtherGeneration) {
+		// Reset without the gate (a connection that does not use the
+		// VFS): the frames after the replicated position are gone.
+		d.discontinuity(whyRestarted + " without the VFS")
+		return
+	} else if err != nil {
 		d.discontinuity("capture before WAL reset failed: " + err.Error())
 		return
 	}

@@ -302,10 +302,18 @@ func (p *pin) openDB(path string) error {
 }
 
 // openSHM opens the -shm without locking it, if it exists, to read the
-// WAL-index and take READ_LOCK(0) during snapshots.
+// WAL-index and take READ_LOCK(0) during snapshots. Without a lock of
+// walsync's on it, SQLite's last connection deletes the -shm and the next
+// one creates another: a descriptor of the deleted file is reopened, or
+// READ_LOCK(0) would be taken on a file no connection uses.
 func (p *pin) openSHM(shmPath string) {
 	if p.shm != nil {
-		return
+		cur, err := os.Stat(shmPath)
+		old, ferr := p.shm.Stat()
+		if err == nil && ferr == nil && inode(cur) == inode(old) {
+			return
+		}
+		p.closeSHM()
 	}
 	if f, err := os.OpenFile(shmPath, os.O_RDWR, 0); err == nil {
 		p.shm = f

@@ -44,6 +44,10 @@ const (
 	rawExt       = ".wal"
 )
 
+// errOtherGeneration means the WAL no longer holds the replicated
+// generation where a tail was to be captured.
+var errOtherGeneration = errors.New("the WAL holds another generation")
+
 // rawTail describes a raw copy.
 type rawTail struct {
 	hdr       wal.Header
@@ -97,17 +101,26 @@ func (t *rawTail) close() {
 // WAL write lock, or SQLite itself calling the in-app gate). In-app, the
 // copy is written into the spool directory (not fsynced: after a power
 // loss a missing or torn copy only costs a snapshot).
+//
+// It returns errOtherGeneration if the WAL holds another generation than
+// the replicated one, or none while frames of it were replicated: it was
+// reset, truncated or deleted without walsync seeing it.
 func (d *DB) captureRawTail() error {
 	wf, err := d.openWAL()
-	if err != nil || wf == nil {
-		if errors.Is(err, wal.ErrHeader) {
-			return nil // no generation to capture
+	if errors.Is(err, wal.ErrHeader) || (err == nil && wf == nil) {
+		if d.pos.Offset > wal.HeaderSize {
+			return errOtherGeneration
 		}
+		return nil // no generation to capture
+	} else if err != nil {
 		return err
 	}
 	defer wf.f.Close()
 	if !d.pos.SameGen(wf.hdr) || wf.size < d.pos.Offset {
-		return nil // nothing of the replicated generation left to capture
+		if d.pos.IsZero() {
+			return nil
+		}
+		return errOtherGeneration
 	}
 	scan, err := scanWAL(wf.r, wf.hdr, d.pos, 0, d.maxFrame(wf.hdr))
 	if err != nil || scan.empty() {

@@ -184,8 +184,21 @@ func (d *DB) resumeClosed(rs remoteState) bool {
 	}
 	switch {
 	case d.app != nil && rec.Next != ([2]uint32{}):
+		// SQLite announced the next generation; continuing with it proves
+		// nothing was lost only if the WAL holds it (a connection that
+		// does not use the VFS may have written, checkpointed and deleted
+		// the WAL while no replicator ran).
 		next := rec.Next
 		d.app.next = &next
+		wf, err := d.openWAL()
+		if err != nil || wf == nil {
+			return false
+		}
+		held := d.app.nextIs(wf.hdr)
+		wf.f.Close()
+		if !held {
+			return false
+		}
 	case rec.Stamp != (fileStamp{}):
 		if cur, err := stampOf(d.path); err != nil || cur != rec.Stamp {
 			return false

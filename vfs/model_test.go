@@ -26,6 +26,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -65,6 +67,11 @@ func (a *modelApp) start() {
 	opts := a.opts
 	if a.abrupt = a.rng(2) == 0; a.abrupt {
 		opts.ShutdownTimeout = time.Millisecond
+	}
+	if path := os.Getenv("WALSYNC_MODEL_LOG"); path != "" { // the replicator's log, for a failure
+		if f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+			opts.Logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
 	}
 	a.r = replicate.New(a.store, opts)
 	ctx, cancel := context.WithCancel(context.Background())
