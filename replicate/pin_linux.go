@@ -216,27 +216,6 @@ func (p *pin) uninitSHM() error {
 	return nil
 }
 
-// lockDBShared takes the SHARED-range read lock on a database opened
-// without it (in-app), keeping rollback-journal writers out.
-func (p *pin) lockDBShared() error {
-	if p.db == nil {
-		return errors.New("database not open")
-	}
-	if t, err := lockType(p.db, pendingByte, 1); err != nil {
-		return err
-	} else if t == lockWrite {
-		return errLockBusy
-	}
-	return readLock(p.db, sharedFirst, sharedSize)
-}
-
-// unlockDBShared releases what lockDBShared took.
-func (p *pin) unlockDBShared() {
-	if p.db != nil {
-		unlock(p.db, sharedFirst, sharedSize)
-	}
-}
-
 // closeSHM releases the WAL-index locks, keeping the database's.
 func (p *pin) closeSHM() {
 	if p.shm != nil {

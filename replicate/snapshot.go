@@ -54,7 +54,6 @@ type snapPlan struct {
 	ownFile  bool      // db was opened for the snapshot (unpinned)
 	before   fileStamp // unpinned: the file before the read, compared after
 	zero     bool      // READ_LOCK(0) taken for the snapshot
-	sharedDB bool      // in-app without a WAL: a SHARED lock taken for the read
 	prevPos  wal.Pos   // position before the snapshot, restored on failure
 	prevTXID ltx.TXID  // last TXID before the snapshot
 	size     int64     // database file size
@@ -166,16 +165,16 @@ func (d *DB) planPages(p *snapPlan) error {
 		return err
 	}
 	if wf == nil {
-		if d.app != nil {
-			// Without a WAL an in-app database may be in a rollback
-			// journal mode: a SHARED lock keeps writers out of the read.
-			if err := retryBusy(context.Background(), d.pin.lockDBShared); err != nil {
-				return fmt.Errorf("snapshot: %w", err)
-			}
-			p.sharedDB = true
-		}
 		p.ev = evSnapshotNoWAL
 		p.stampNow, _ = stampOf(d.path)
+		if d.app != nil && p.before == (fileStamp{}) {
+			// Without a WAL an in-app database may be in a rollback
+			// journal mode, written without a checkpoint: the file's stamp
+			// before and after the read proves no write came in between
+			// (walsync takes no lock the application could wait for: a
+			// switch of journal mode needs an exclusive lock at once).
+			p.before = p.stampNow
+		}
 		return nil
 	}
 	defer wf.f.Close()
@@ -289,10 +288,6 @@ func (d *DB) releaseSnapshotLocks(p *snapPlan) {
 	if p.ownFile && p.db != nil {
 		p.db.Close()
 		p.db = nil
-	}
-	if p.sharedDB {
-		d.pin.unlockDBShared()
-		p.sharedDB = false
 	}
 	if p.zero && d.st != stateHandedOver {
 		d.pin.unlockZero()
