@@ -272,6 +272,7 @@ func (d *DB) closeIfAppClosed(ctx context.Context) error {
 // passiveCheckpoint copies the WAL into the database on a short-lived
 // connection, for applications that never checkpoint themselves.
 func (d *DB) passiveCheckpoint(ctx context.Context) error {
+	defer setGate(d.walPath, d.ino, nil)()
 	conn, err := openCheckpointConn(ctx, d.path)
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
@@ -287,6 +288,7 @@ func (d *DB) passiveCheckpoint(ctx context.Context) error {
 // held, no slot). It succeeds only if nothing was written since: a writer
 // that restarted the WAL meanwhile left frames that cannot be copied.
 func (d *DB) truncateWAL(ctx context.Context) error {
+	defer setGate(d.walPath, d.ino, nil)()
 	conn, err := openCheckpointConn(ctx, d.path)
 	if err != nil {
 		return fmt.Errorf("truncate wal: %w", err)
@@ -296,7 +298,8 @@ func (d *DB) truncateWAL(ctx context.Context) error {
 	if err := conn.BusyTimeout(0); err != nil {
 		return fmt.Errorf("truncate wal: %w", err)
 	}
-	unregister := setGate(d.walPath, 0, func() error {
+	unregister := setGate(d.walPath, d.ino, func() error {
+		d.adoptHandedOver()
 		if err := d.captureRawTail(); err != nil {
 			d.discontinuity("capture before WAL truncate failed: " + err.Error())
 		}
@@ -307,6 +310,24 @@ func (d *DB) truncateWAL(ctx context.Context) error {
 		return fmt.Errorf("truncate wal: %w", err)
 	}
 	return nil
+}
+
+// adoptHandedOver makes a generation that SQLite started after a hand-over,
+// and that a TRUNCATE checkpoint is about to discard, the one being
+// captured (HandedOver keeps: it is fully copied, READ_LOCK(0) held). The
+// caller holds d.mu, in a gate.
+func (d *DB) adoptHandedOver() {
+	if d.st != stateHandedOver {
+		return
+	}
+	wf, err := openWALWith(d.walPath, nil)
+	if err != nil || wf == nil {
+		return
+	}
+	defer wf.f.Close()
+	if !d.pos.SameGen(wf.hdr) {
+		d.pos = wf.hdr.Start()
+	}
 }
 
 // walPageSize returns the page size of the current WAL generation.

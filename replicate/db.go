@@ -222,7 +222,9 @@ func (d *DB) pinWAL(ctx context.Context) error {
 	}
 	err := d.pin.lockSHM(d.shmPath)
 	if errors.Is(err, errNoSharedMemory) {
+		unregister := setGate(d.walPath, d.ino, nil) // the file pinned, not one put in its place
 		err = withReadTxn(ctx, d.path, func() error { return d.pin.lockSHM(d.shmPath) })
+		unregister()
 	}
 	if err != nil {
 		return fmt.Errorf("pin wal: %w", err)
