@@ -254,6 +254,19 @@ func (d *DB) closeIfAppClosed(ctx context.Context) error {
 	if err := d.retake(); err != nil || d.pin.slot == 0 {
 		return err
 	}
+	// The emptied WAL-index still records the database's size and page
+	// size: marked uninitialised, it is rebuilt from the database file by
+	// the next connection (as SQLite's last close leaves none), so that a
+	// file put at the path while the application is stopped is read as it
+	// is. walsync's read-mark slot survives the rebuild.
+	if err := d.pin.lockWriter(); err == nil {
+		if !d.pin.othersAttached() {
+			if err := d.pin.uninitSHM(); err != nil {
+				d.logger().Warn("reset the WAL-index after the application closed", "error", err)
+			}
+		}
+		d.pin.unlockWriter()
+	}
 	gen := d.pos
 	d.apply(evAppClosed, "")
 	stamp, err := stampOf(d.path)
@@ -300,7 +313,11 @@ func (d *DB) truncateWAL(ctx context.Context) error {
 	}
 	unregister := setGate(d.walPath, d.ino, func() error {
 		d.adoptHandedOver()
-		if err := d.captureRawTail(); err != nil {
+		err := d.captureRawTail()
+		if errors.Is(err, errOtherGeneration) && d.st == stateHandedOver {
+			err = nil // an empty WAL: everything of the generation handed over is captured
+		}
+		if err != nil {
 			d.discontinuity("capture before WAL truncate failed: " + err.Error())
 		}
 		return nil

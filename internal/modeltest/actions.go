@@ -408,6 +408,12 @@ func doReplace(r *Runner, recreate bool) (string, error) {
 	if _, err := os.Stat(other + "-wal"); err == nil {
 		return "", fmt.Errorf("%s-wal left after its last connection closed", other)
 	}
+	// The application stopped: the database must be left as SQLite leaves
+	// it (no frame in the WAL, so that the file alone is the database)
+	// within a bound, before anyone replaces it.
+	if err := r.waitWALEmpty(); err != nil {
+		return "", err
+	}
 	if recreate {
 		for _, suf := range []string{"", "-wal", "-shm"} {
 			if err := os.Remove(r.DB + suf); err != nil && !os.IsNotExist(err) {
@@ -428,4 +434,21 @@ func doReplace(r *Runner, recreate bool) (string, error) {
 		return "", err
 	}
 	return "ok", r.VerifyLive(r.slots[0].w)
+}
+
+// waitWALEmpty waits until the stopped application's WAL is gone or empty,
+// as SQLite's last close leaves it, for at most the grace of a checkpoint:
+// past it, walsync has kept frames in the WAL of a stopped application.
+func (r *Runner) waitWALEmpty() error {
+	deadline := time.Now().Add(r.grace())
+	for {
+		fi, err := os.Stat(r.DB + "-wal")
+		if err != nil || fi.Size() == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return Violationf("app-stop", "the application stopped %v ago and its WAL still holds %d bytes: replacing the file now would put them over the new one", r.grace(), fi.Size())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
