@@ -34,8 +34,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build walsync:", err)
 		os.Exit(1)
 	}
-	defer os.RemoveAll(dir)
-	testenv.Main(m)
+	code := testenv.Run(m)
+	os.RemoveAll(dir) // testenv.Main would exit before a deferred call
+	os.Exit(code)
 }
 
 // result is the outcome of one walsync invocation.

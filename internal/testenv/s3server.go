@@ -55,13 +55,17 @@ var (
 // Main runs the tests of a package, then stops the S3 server if a test
 // started one and exits. Call it from TestMain in every package that uses
 // [S3] or [Bucket].
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain that has its own cleanup to do before it
+// exits: it runs the tests, stops the S3 server and returns the exit code.
+func Run(m *testing.M) int {
 	mainCalled.Store(true)
 	code := m.Run()
 	if srv != nil {
 		srv.stop()
 	}
-	os.Exit(code)
+	return code
 }
 
 // S3 returns the endpoint of the test binary's versitygw server, starting
