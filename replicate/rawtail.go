@@ -122,13 +122,8 @@ func (d *DB) captureRawTail() error {
 		}
 		return errOtherGeneration
 	}
-	scan, err := scanWAL(wf.r, wf.hdr, d.pos, 0, d.maxFrame(wf.hdr))
-	if err != nil || scan.empty() {
-		return err
-	}
 	txid := d.txid + 1
-	ts := d.nextTimestamp()
-	t := &rawTail{hdr: wf.hdr, from: scan.from, end: scan.end, commit: scan.commit, ts: ts.UnixMilli()}
+	t := &rawTail{hdr: wf.hdr, from: d.pos}
 	if d.app != nil {
 		if err := os.MkdirAll(d.app.dir, 0o700); err != nil {
 			return err
@@ -144,11 +139,38 @@ func (d *DB) captureRawTail() error {
 	if err != nil {
 		return fmt.Errorf("copy wal tail: %w", err)
 	}
-	if err := t.write(wf.f); err != nil {
+	discard := func() {
 		t.close()
 		if t.path != "" {
 			os.Remove(t.path)
 		}
+	}
+	// One pass: the scan's reads of the WAL as stored are copied as they
+	// go (through the codec, whose reads are whole blocks, in-app).
+	tee := &teeWAL{src: wf.f, t: t}
+	var r io.ReaderAt = tee
+	if d.app != nil && d.app.codec != nil {
+		r = d.app.codec.Reader(tee)
+	}
+	scan, err := scanWAL(r, wf.hdr, d.pos, 0, d.maxFrame(wf.hdr))
+	if err == nil && !scan.empty() {
+		t.end, t.commit = scan.end, scan.commit
+		err = t.complete(wf.f, tee)
+	}
+	if err != nil || tee.err != nil || scan.empty() {
+		discard()
+		if err == nil {
+			err = tee.err
+		}
+		if err != nil {
+			return fmt.Errorf("copy wal tail: %w", err)
+		}
+		return nil
+	}
+	ts := d.nextTimestamp()
+	t.ts = ts.UnixMilli()
+	if err := t.writeHeader(); err != nil {
+		discard()
 		return fmt.Errorf("copy wal tail: %w", err)
 	}
 	seg := &segment{level: SegmentLevel, minTXID: txid, maxTXID: txid, ts: ts,
@@ -159,9 +181,79 @@ func (d *DB) captureRawTail() error {
 	return nil
 }
 
-// write copies the WAL's header block and the frames from t.from to t.end
-// out of the WAL file walFile (its bytes as stored) into t.f.
-func (t *rawTail) write(walFile *os.File) error {
+// teeWAL reads the WAL as stored and copies what it reads into the raw
+// tail, at the offsets the raw file keeps for them.
+type teeWAL struct {
+	src    *os.File
+	t      *rawTail
+	lo, hi int64 // body bytes copied: [lo, hi) (lo == hi: none)
+	err    error // the first copy error
+}
+
+func (w *teeWAL) ReadAt(p []byte, off int64) (int, error) {
+	n, err := w.src.ReadAt(p, off)
+	if n > 0 && w.err == nil {
+		w.err = w.t.put(p[:n], off)
+		if start, end := max(off, w.t.bodyStart()), off+int64(n); start < end {
+			if w.lo == w.hi {
+				w.lo, w.hi = start, end
+			} else {
+				w.lo, w.hi = min(w.lo, start), max(w.hi, end)
+			}
+		}
+	}
+	return n, err
+}
+
+// put writes WAL bytes b read at off into the raw file: the part in the
+// header block and the part in the body.
+func (t *rawTail) put(b []byte, off int64) error {
+	if off < rawAlign {
+		head := b[:min(int64(len(b)), rawAlign-off)]
+		if _, err := t.f.WriteAt(head, rawHeaderLen+off); err != nil {
+			return err
+		}
+	}
+	if end := off + int64(len(b)); end > t.bodyStart() {
+		start := max(off, t.bodyStart())
+		if _, err := t.f.WriteAt(b[start-off:], rawHeaderLen+rawAlign+(start-t.bodyStart())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// complete copies what the scan did not read: the header block, and the
+// body from its aligned start to the end rounded up to a whole block (an
+// encrypting codec decrypts blocks).
+func (t *rawTail) complete(walFile *os.File, tee *teeWAL) error {
+	copyRange := func(from, to int64) error {
+		if from >= to {
+			return nil
+		}
+		b := make([]byte, to-from)
+		n, err := walFile.ReadAt(b, from)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		return t.put(b[:n], from)
+	}
+	end := (t.end.Offset + rawAlign - 1) / rawAlign * rawAlign
+	if err := copyRange(0, min(rawAlign, t.bodyStart())); err != nil {
+		return err
+	}
+	if tee.lo == tee.hi {
+		return copyRange(t.bodyStart(), end)
+	}
+	if err := copyRange(t.bodyStart(), tee.lo); err != nil {
+		return err
+	}
+	return copyRange(tee.hi, end)
+}
+
+// writeHeader writes the raw file's header and pads the header block, so
+// that the body starts at a fixed offset.
+func (t *rawTail) writeHeader() error {
 	var h [rawHeaderLen]byte
 	copy(h[:], rawMagic)
 	binary.BigEndian.PutUint64(h[8:], uint64(t.from.Offset))
@@ -175,19 +267,10 @@ func (t *rawTail) write(walFile *os.File) error {
 	if _, err := t.f.WriteAt(h[:], 0); err != nil {
 		return err
 	}
-	w := io.NewOffsetWriter(t.f, rawHeaderLen)
-	if _, err := io.Copy(w, io.NewSectionReader(walFile, 0, rawAlign)); err != nil {
-		return err
+	fi, err := t.f.Stat()
+	if err == nil && fi.Size() < rawHeaderLen+rawAlign {
+		err = t.f.Truncate(rawHeaderLen + rawAlign)
 	}
-	// The header block may be shorter than rawAlign (a small WAL): pad,
-	// so that the body starts at a fixed offset.
-	if err := t.f.Truncate(rawHeaderLen + rawAlign); err != nil {
-		return err
-	}
-	// Whole blocks up to the end: an encrypting codec decrypts blocks.
-	end := (t.end.Offset + rawAlign - 1) / rawAlign * rawAlign
-	w = io.NewOffsetWriter(t.f, rawHeaderLen+rawAlign)
-	_, err := io.Copy(w, io.NewSectionReader(walFile, t.bodyStart(), end-t.bodyStart()))
 	return err
 }
 

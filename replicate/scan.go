@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/walsync/walsync/internal/wal"
 )
@@ -47,7 +48,9 @@ func (s *walScan) empty() bool { return s.txns == 0 }
 // Memory is 8 bytes per frame read; page data is not kept.
 func scanWAL(r io.ReaderAt, hdr wal.Header, pos wal.Pos, maxBytes int64, maxFrame uint32) (*walScan, error) {
 	s := &walScan{r: r, hdr: hdr, from: pos, end: pos}
-	rd := wal.NewReaderAt(r, hdr, pos)
+	ra := newReadAhead(r)
+	defer ra.put()
+	rd := wal.NewReaderAt(ra, hdr, pos)
 	bp := pageBuf(uint32(hdr.FrameSize()))
 	defer pageBufs.Put(bp)
 	rd.SetBuffer(*bp)
@@ -108,4 +111,47 @@ func newestPages(refs []pageRef, commit uint32) []pageRef {
 		out = append(out, r)
 	}
 	return slices.Clip(out)
+}
+
+// readAheadSize is the chunk a WAL scan reads at once: a frame at a time
+// would cost a system call per 4 KiB page.
+const readAheadSize = 64 << 10
+
+var readAheadBufs = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}
+
+// readAhead serves a sequential scan's reads from chunks of readAheadSize.
+// Its bytes are those of the file when each chunk was read, which is all a
+// scan assumes: it validates every frame and stops at the first that does
+// not verify.
+type readAhead struct {
+	r   io.ReaderAt
+	buf *[]byte
+	off int64 // file offset of (*buf)[0]
+	n   int   // bytes of buf read
+}
+
+func newReadAhead(r io.ReaderAt) *readAhead {
+	return &readAhead{r: r, buf: readAheadBufs.Get().(*[]byte)}
+}
+
+func (ra *readAhead) put() { readAheadBufs.Put(ra.buf) }
+
+func (ra *readAhead) ReadAt(p []byte, off int64) (int, error) {
+	buf := *ra.buf
+	if off >= ra.off && off+int64(len(p)) <= ra.off+int64(ra.n) {
+		return copy(p, buf[off-ra.off:]), nil
+	}
+	if len(p) > len(buf) {
+		return ra.r.ReadAt(p, off)
+	}
+	n, err := ra.r.ReadAt(buf, off)
+	ra.off, ra.n = off, n
+	if n >= len(p) {
+		return copy(p, buf), nil
+	}
+	m := copy(p, buf[:n])
+	if err == nil {
+		err = io.EOF
+	}
+	return m, err
 }

@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -169,6 +170,7 @@ func TestModelVFS(t *testing.T) {
 		LongKinds: []string{"vfs", "vfs", "vfs", "plain"}, OnceKinds: []string{"vfs"},
 		Slack:               modeltest.Resources{"fds": 16, "threads": 16, "goroutines": 20},
 		ResourcesWhenClosed: true,
+		Replicating:         func(kinds []string) bool { return slices.Contains(kinds, "vfs") },
 		Inspect:             func(path string) (modeltest.Writer, error) { return modeltest.StartShell(shell, path) },
 	}
 	rng := r.Init()

@@ -32,6 +32,7 @@ func (r *Runner) openSlot() (*slot, error) {
 		return nil, Violationf("writer-error", "%v: configure: %v", s, err)
 	}
 	r.slots = append(r.slots, s)
+	r.writersChanged()
 	r.note(fmt.Sprintf("open %v (wal_autocheckpoint=%d cache_size=%d)", s, s.autockpt, s.cache))
 	return s, nil
 }
@@ -81,7 +82,9 @@ func (r *Runner) drop(s *slot) error {
 			break
 		}
 	}
-	if err := s.w.Close(); err != nil {
+	err := s.w.Close()
+	r.writersChanged()
+	if err != nil {
 		return Violationf("writer-error", "%v: close: %v", s, err)
 	}
 	return nil
@@ -153,8 +156,11 @@ func (r *Runner) once(fn func(w Writer, name string) error) error {
 		w.Close()
 		return Violationf("writer-error", "one-shot %s: configure: %v", kind, err)
 	}
+	r.writersChanged(kind)
 	err = fn(w, kind+"(once)")
-	if cerr := w.Close(); cerr != nil && err == nil {
+	cerr := w.Close()
+	r.writersChanged()
+	if cerr != nil && err == nil {
 		err = Violationf("writer-error", "one-shot %s: %v", kind, cerr)
 	}
 	return err

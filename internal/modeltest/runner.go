@@ -56,6 +56,12 @@ type Runner struct {
 	// open (for an in-process replicator, whose process also holds the
 	// writers' descriptors).
 	ResourcesWhenClosed bool
+	// Replicating reports whether the open writers, by kind, make the
+	// database replicated (nil: always). In-app replication follows the
+	// VFS's connections: with none open, the replicator releases the
+	// database, and commits of other connections are replicated once a
+	// VFS connection opens it again.
+	Replicating func(kinds []string) bool
 	// Inspect opens a restored file to read it (default: an in-process
 	// connection; the sqlite3 shell is much faster under -race).
 	Inspect func(path string) (Writer, error)
@@ -75,7 +81,9 @@ type Runner struct {
 	history   []string
 	counts    map[string]int
 	pending   []obligation
-	down      bool      // replication stopped (walsync killed, replicator closed)
+	down      bool      // replication stopped: repDown or kindsDown
+	repDown   bool      // walsync killed, replicator closed
+	kindsDown bool      // no open writer replicates the database (Replicating)
 	upAt      time.Time // when replication last (re)started
 	last      State     // newest state restored
 	restores  int
@@ -369,13 +377,32 @@ func (r *Runner) summary() string {
 
 // ReplicationDown records that replication stopped: no lag is enforced
 // until [Runner.ReplicationUp].
-func (r *Runner) ReplicationDown() { r.down = true }
+func (r *Runner) ReplicationDown() { r.repDown = true; r.updateDown() }
 
 // ReplicationUp records that replication (re)started now: commits
 // acknowledged before are due one lag bound from now.
-func (r *Runner) ReplicationUp() {
-	r.down = false
-	r.upAt = time.Now()
+func (r *Runner) ReplicationUp() { r.repDown = false; r.updateDown() }
+
+// writersChanged asks Replicating about the open writers (and extra, a
+// one-shot writer's kind while it runs).
+func (r *Runner) writersChanged(extra ...string) {
+	if r.Replicating == nil {
+		return
+	}
+	kinds := append([]string(nil), extra...)
+	for _, s := range r.slots {
+		kinds = append(kinds, s.kind)
+	}
+	r.kindsDown = !r.Replicating(kinds)
+	r.updateDown()
+}
+
+func (r *Runner) updateDown() {
+	down := r.repDown || r.kindsDown
+	if r.down && !down {
+		r.upAt = time.Now()
+	}
+	r.down = down
 }
 
 // ResetResources forgets the resource baseline (the replicator process
