@@ -44,6 +44,10 @@ const (
 	rawExt       = ".wal"
 )
 
+// errRawInvalid means a raw copy does not verify: the frames the WAL-index
+// called committed are not a valid checksum chain (or the copy is torn).
+var errRawInvalid = errors.New("raw tail does not verify")
+
 // errOtherGeneration means the WAL no longer holds the replicated
 // generation where a tail was to be captured.
 var errOtherGeneration = errors.New("the WAL holds another generation")
@@ -145,6 +149,27 @@ func (d *DB) captureRawTail() error {
 			os.Remove(t.path)
 		}
 	}
+	if mx := d.maxFrame(wf.hdr); mx > 0 {
+		// The WAL-index says where the last commit ends, and no writer is
+		// active: copy up to it in the kernel (copy_file_range), without
+		// reading the frames here. They are checked when the copy is
+		// encoded, off this path; a copy that does not verify then is a
+		// discontinuity (see uploadPending).
+		end, err := frameEnd(wf, mx)
+		if err == nil && end.Offset <= d.pos.Offset {
+			discard()
+			return nil // nothing committed since
+		}
+		if err == nil {
+			t.end = end
+			err = t.copyKernel(wf.f, wf.size)
+		}
+		if err == nil {
+			return d.addRawTail(t, txid, 0)
+		}
+		discard()
+		return fmt.Errorf("copy wal tail: %w", err)
+	}
 	// One pass: the scan's reads of the WAL as stored are copied as they
 	// go (through the codec, whose reads are whole blocks, in-app).
 	tee := &teeWAL{src: wf.f, t: t}
@@ -167,18 +192,55 @@ func (d *DB) captureRawTail() error {
 		}
 		return nil
 	}
+	return d.addRawTail(t, txid, len(scan.pages))
+}
+
+// addRawTail makes a written raw copy the next pending segment. The caller
+// holds d.mu.
+func (d *DB) addRawTail(t *rawTail, txid ltx.TXID, pages int) error {
 	ts := d.nextTimestamp()
 	t.ts = ts.UnixMilli()
 	if err := t.writeHeader(); err != nil {
-		discard()
+		t.close()
+		if t.path != "" {
+			os.Remove(t.path)
+		}
 		return fmt.Errorf("copy wal tail: %w", err)
 	}
 	seg := &segment{level: SegmentLevel, minTXID: txid, maxTXID: txid, ts: ts,
-		commit: scan.commit, pages: len(scan.pages), raw: t, file: t.path}
+		commit: t.commit, pages: pages, raw: t, file: t.path}
 	d.pending = append(d.pending, seg)
-	d.debug("captured tail", "txid", txid.String(), "salt1", scan.hdr.Salt1, "from", scan.from.Offset, "to", scan.end.Offset)
-	d.txid, d.pos, d.lastTS = txid, scan.end, seg.ts.UnixMilli()
+	d.debug("captured tail", "txid", txid.String(), "salt1", t.from.Salt1, "from", t.from.Offset, "to", t.end.Offset)
+	d.txid, d.pos, d.lastTS = txid, t.end, seg.ts.UnixMilli()
 	return nil
+}
+
+// copyKernel copies the header block and the body up to the end rounded
+// up to a whole block (or the WAL's size) with copy_file_range, which Go's
+// File.ReadFrom uses between two files.
+func (t *rawTail) copyKernel(walFile *os.File, walSize int64) error {
+	copyTo := func(from, to, dst int64) error {
+		to = min(to, walSize)
+		if from >= to {
+			return nil
+		}
+		if _, err := walFile.Seek(from, io.SeekStart); err != nil {
+			return err
+		}
+		if _, err := t.f.Seek(dst, io.SeekStart); err != nil {
+			return err
+		}
+		n, err := t.f.ReadFrom(io.LimitReader(walFile, to-from))
+		if err == nil && n != to-from {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	end := (t.end.Offset + rawAlign - 1) / rawAlign * rawAlign
+	if err := copyTo(0, rawAlign, rawHeaderLen); err != nil {
+		return err
+	}
+	return copyTo(t.bodyStart(), end, rawHeaderLen+rawAlign)
 }
 
 // teeWAL reads the WAL as stored and copies what it reads into the raw
@@ -324,7 +386,7 @@ func (t *rawTail) encode(dir string, decode func(io.ReaderAt) io.ReaderAt, txid 
 		return nil, err
 	}
 	if scan.end.Offset != t.end.Offset || scan.end.Checksum1 != t.end.Checksum1 || scan.end.Checksum2 != t.end.Checksum2 {
-		return nil, fmt.Errorf("raw tail: copy ends at %d, recorded %d", scan.end.Offset, t.end.Offset)
+		return nil, fmt.Errorf("%w: the checksum chain ends at %d, the WAL-index at %d", errRawInvalid, scan.end.Offset, t.end.Offset)
 	}
 	sp, err := newSpoolFor(dir, int64(len(scan.pages))*int64(hdr.PageSize))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -240,17 +241,8 @@ func (d *DB) finishSnapshot(p *snapPlan, commit uint32, size int64, err error) e
 		// Undo: the snapshot and anything an in-app reset captured after
 		// it (which only continues the snapshot) are dropped, and the
 		// database stays Broken.
-		for i, s := range d.pending {
-			if s == p.seg {
-				for _, later := range d.pending[i:] {
-					if later.file != "" {
-						os.Remove(later.file)
-					}
-					later.close()
-				}
-				d.pending = d.pending[:i]
-				break
-			}
+		if i := slices.Index(d.pending, p.seg); i >= 0 {
+			d.dropFrom(i)
 		}
 		d.txid, d.pos = p.prevTXID, p.prevPos
 		d.apply(evSnapshotFailed, p.reason)

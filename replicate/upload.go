@@ -30,6 +30,16 @@ func (d *DB) uploadPending(ctx context.Context) error {
 		if lerr := d.mu.lock(context.WithoutCancel(ctx)); lerr != nil {
 			return lerr
 		}
+		if errors.Is(err, errRawInvalid) {
+			// A WAL copy that does not verify: its frames are gone from the
+			// WAL (reset since), so the chain cannot go on. It and what was
+			// captured after it are dropped; a snapshot takes its TXID.
+			d.dropFrom(0)
+			d.txid = seg.minTXID - 1
+			d.discontinuity(fmt.Sprintf("%s (%v)", whyChain, err))
+			d.mu.unlock()
+			return nil
+		}
 		if err != nil {
 			if errors.Is(err, ErrExists) {
 				d.logger().Error("another writer uses this database's name in the target; re-reading it", "error", err)
@@ -130,6 +140,18 @@ func (d *DB) put(ctx context.Context, seg *segment) error {
 // errNotEncoded is returned for a pending snapshot whose encoding has not
 // finished; it cannot happen while syncs are serialised by upMu.
 var errNotEncoded = errors.New("snapshot not encoded yet")
+
+// dropFrom discards pending segments from index i on, with their spool
+// files. The caller holds d.mu.
+func (d *DB) dropFrom(i int) {
+	for _, s := range d.pending[i:] {
+		if s.file != "" {
+			os.Remove(s.file)
+		}
+		s.close()
+	}
+	d.pending = d.pending[:i]
+}
 
 // dropPending discards captured segments that can no longer be uploaded.
 func (d *DB) dropPending() {
