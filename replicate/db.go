@@ -531,9 +531,6 @@ func (d *DB) reopen(ctx context.Context, s step) error {
 	return nil
 }
 
-// errDBDeleted stops the replication of a database whose file is gone.
-var errDBDeleted = errors.New("database file deleted")
-
 // retryBusy calls fn until it returns something other than errLockBusy,
 // for about a second, then gives up with errLockBusy.
 func retryBusy(ctx context.Context, fn func() error) error {

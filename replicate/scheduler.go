@@ -230,9 +230,8 @@ func (s *scheduler) worker(ctx context.Context) {
 			return
 		case d := <-s.work:
 			err := d.sync(ctx)
-			if s.done(d, err) {
-				d.r.forget(d)
-			} else if err == nil {
+			s.done(d, err)
+			if err == nil {
 				d.r.afterSync(d)
 			}
 			d.r.enforcePinBudget()
@@ -240,27 +239,15 @@ func (s *scheduler) worker(ctx context.Context) {
 	}
 }
 
-// done records the end of a sync of d and reschedules it if needed. It
-// reports whether d's file is gone and d must be forgotten.
-func (s *scheduler) done(d *DB, err error) (gone bool) {
+// done records the end of a sync of d and reschedules it if needed.
+func (s *scheduler) done(d *DB, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := &d.sched
-	if errors.Is(err, errDBDeleted) {
-		d.r.remove(d) // before waiters return, so they see it gone
-	}
 	for _, f := range st.inRun {
 		f.fail(err)
 	}
 	st.inRun, st.running = nil, false
-	if errors.Is(err, errDBDeleted) {
-		d.logger().Warn("database deleted, replication stopped", "path", d.path)
-		for _, f := range st.flushes {
-			f.fail(err)
-		}
-		st.flushes, st.rerun = nil, false
-		return true
-	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		d.r.stats.errors.Add(1)
 		st.fails++
@@ -270,7 +257,7 @@ func (s *scheduler) done(d *DB, err error) (gone bool) {
 		}
 		st.retry = time.Now().Add(backoff)
 		s.enqueue(d, st.retry)
-		return false
+		return
 	}
 	if err == nil && st.fails > 0 {
 		d.logger().Info("sync recovered", "after_failures", st.fails)
@@ -284,7 +271,6 @@ func (s *scheduler) done(d *DB, err error) (gone bool) {
 		}
 		s.enqueue(d, due)
 	}
-	return false
 }
 
 // forget drops d from the scheduler: it is no longer replicated, with
