@@ -45,6 +45,7 @@ type DB struct {
 	lastTS  int64      // timestamp (ms) of the last file captured
 	snapAt  time.Time  // time of the last snapshot
 	pending []*segment // captured, not yet uploaded, in TXID order
+	bl      backlog    // what the target did not take yet (guarded by upMu)
 	app     *appState  // set for databases captured by an in-process VFS
 	torn    int        // consecutive looks that found the WAL header invalid
 	recheck int        // consecutive syncs that found a commit beyond the WAL-index
@@ -301,6 +302,7 @@ func (d *DB) close() error {
 	}
 	defer d.mu.unlock()
 	d.dropPending()
+	d.bl.reset(d.r)
 	d.releasePin()
 	return nil
 }
@@ -309,18 +311,27 @@ func (d *DB) close() error {
 // segments captured earlier, then new WAL transactions, a snapshot when one
 // is needed, and finally a hand-over or a close of the WAL. Local work
 // happens under d.mu in steps; uploads happen between steps without it.
-func (d *DB) sync(ctx context.Context) error {
+func (d *DB) sync(ctx context.Context) error { return d.syncWith(ctx, true) }
+
+// syncWith is sync. If urgent, a caller waits for the upload (Sync, a
+// flush, the shutdown): during an outage, the backlog is tried at once
+// rather than at the end of its backoff.
+func (d *DB) syncWith(ctx context.Context, urgent bool) error {
 	if err := d.upMu.lock(ctx); err != nil {
 		return err
 	}
 	defer d.upMu.unlock()
+	d.bl.attempt = urgent
 	return d.syncLocked(ctx, &syncState{start: time.Now()})
 }
 
 // syncLocked is sync for a caller that holds d.upMu.
 func (d *DB) syncLocked(ctx context.Context, st *syncState) error {
 	for {
-		if err := d.uploadPending(ctx); err != nil {
+		// While the target does not take uploads, the sync goes on
+		// locally: what it captures goes to the backlog (*offlineError).
+		var off *offlineError
+		if err := d.uploadPending(ctx); err != nil && !errors.As(err, &off) {
 			return err
 		}
 		if err := d.resume(ctx); err != nil {
@@ -414,6 +425,9 @@ func (d *DB) step(ctx context.Context, st *syncState) (stepResult, error) {
 	if d.st == stateGone {
 		d.markDurableIfIdle(st.start)
 		return stepDone, nil
+	}
+	if d.st == stateBroken && d.waitingForTarget() {
+		return stepDone, nil // unpinned; the snapshot waits for the target
 	}
 	if err := d.repinIfNeeded(ctx); err != nil {
 		return stepDone, err

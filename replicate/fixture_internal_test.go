@@ -21,6 +21,7 @@ type fixture struct {
 	dir   string
 	path  string
 	store *memstore.Store
+	wrap  func(Storage) Storage // if set, what the replicator writes through
 	log   *logBuffer
 	r     *Replicator
 	d     *DB
@@ -80,7 +81,11 @@ func (f *fixture) logger() *slog.Logger {
 func (f *fixture) start(opts Options) {
 	f.t.Helper()
 	opts.Logger = f.logger()
-	f.r = New(f.store, opts)
+	var store Storage = f.store
+	if f.wrap != nil {
+		store = f.wrap(store)
+	}
+	f.r = New(store, opts)
 	d, err := f.r.Add(f.ctx, f.path, "db")
 	if err != nil {
 		f.t.Fatal(err)

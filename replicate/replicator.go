@@ -71,6 +71,15 @@ type Options struct {
 	// uploaded. Default: os.TempDir().
 	SpoolDir string
 
+	// SpoolMax bounds the disk space, in bytes, that the changes the target
+	// did not take may use in SpoolDir, all databases together (degraded
+	// mode: see docs/design.md). A database whose changes do not fit loses
+	// its restore points since the target stopped taking them: its WAL is
+	// released and a snapshot restarts its chain when the target is back.
+	// Default: a quarter of SpoolDir's free space when the Replicator is
+	// created (at least 64 MiB).
+	SpoolMax int64
+
 	// ShutdownTimeout bounds the final upload when [Replicator.Run] stops.
 	ShutdownTimeout time.Duration
 
@@ -103,6 +112,9 @@ func (o Options) withDefaults() Options {
 	if o.SpoolDir == "" {
 		o.SpoolDir = os.TempDir()
 	}
+	if o.SpoolMax <= 0 {
+		o.SpoolMax = defaultSpoolMax(o.SpoolDir)
+	}
 	if o.MaxPinned <= 0 {
 		o.MaxPinned = defaultMaxPinned()
 	}
@@ -123,10 +135,25 @@ type Stats struct {
 	Bytes       int64 // bytes uploaded
 	Errors      int64 // failed sync attempts (retried)
 	PinnedPeak  int64 // most watched databases pinned at once (two descriptors each)
+
+	Spooled        int64 // segments kept on local disk because the target did not take them
+	SpoolOverflows int64 // times a database's spooled changes exceeded Options.SpoolMax and were dropped
+	SpoolBytes     int64 // disk space the spooled changes use now
 }
 
 type stats struct {
 	segments, snapshots, checkpoints, bytes, errors atomic.Int64
+	spooled, spoolOverflows                         atomic.Int64
+}
+
+// countUpload counts one uploaded object of size bytes.
+func (r *Replicator) countUpload(level int, size int64) {
+	if level == SnapshotLevel {
+		r.stats.snapshots.Add(1)
+	} else {
+		r.stats.segments.Add(1)
+	}
+	r.stats.bytes.Add(size)
 }
 
 // defaultMaxPinned derives the pin budget from the open-file limit (Go
@@ -154,6 +181,7 @@ type Replicator struct {
 
 	pinned     atomic.Int64 // watched databases holding a pin
 	pinnedPeak atomic.Int64 // most pinned at once
+	spoolUsed  atomic.Int64 // bytes of the backlogs (degraded mode)
 
 	testHooks testHooks // set by tests only, before use
 }
@@ -359,6 +387,10 @@ func (r *Replicator) Stats() Stats {
 		Bytes:       r.stats.bytes.Load(),
 		Errors:      r.stats.errors.Load(),
 		PinnedPeak:  r.pinnedPeak.Load(),
+
+		Spooled:        r.stats.spooled.Load(),
+		SpoolOverflows: r.stats.spoolOverflows.Load(),
+		SpoolBytes:     r.spoolUsed.Load(),
 	}
 }
 

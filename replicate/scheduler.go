@@ -229,7 +229,7 @@ func (s *scheduler) worker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case d := <-s.work:
-			err := d.sync(ctx)
+			err := d.syncWith(ctx, s.flushing(d))
 			s.done(d, err)
 			if err == nil {
 				d.r.afterSync(d)
@@ -237,6 +237,13 @@ func (s *scheduler) worker(ctx context.Context) {
 			d.r.enforcePinBudget()
 		}
 	}
+}
+
+// flushing reports whether a flush waits for the sync of d that runs now.
+func (s *scheduler) flushing(d *DB) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(d.sched.inRun) > 0
 }
 
 // done records the end of a sync of d and reschedules it if needed.
@@ -248,6 +255,20 @@ func (s *scheduler) done(d *DB, err error) {
 		f.fail(err)
 	}
 	st.inRun, st.running = nil, false
+	var off *offlineError
+	if errors.As(err, &off) {
+		// Degraded mode: the database is synced at its usual pace (what
+		// it captures is spooled), and once more when an upload is due.
+		if st.fails > 0 {
+			st.fails, st.retry = 0, time.Time{}
+		}
+		if st.rerun || len(st.flushes) > 0 {
+			st.rerun = false
+			s.enqueue(d, st.last.Add(s.interval))
+		}
+		s.enqueue(d, off.retry)
+		return
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		d.r.stats.errors.Add(1)
 		st.fails++

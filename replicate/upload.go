@@ -12,7 +12,24 @@ import (
 // uploadPending uploads the captured segments in TXID order. The caller
 // holds d.upMu but not d.mu: the network I/O happens without d.mu, so the
 // gate can append segments meanwhile.
+//
+// While the target does not take uploads (degraded mode, backlog.go), what
+// is captured goes to the backlog instead and the result is an
+// *offlineError; the backlog is uploaded first once an attempt is due.
 func (d *DB) uploadPending(ctx context.Context) error {
+	if d.bl.offline() {
+		if time.Now().Before(d.bl.retry) && !d.bl.attempt {
+			return d.spoolPending(ctx)
+		}
+		if n, err := d.uploadBacklog(ctx); err != nil {
+			if errors.Is(err, ErrExists) {
+				return d.conflict(ctx, err)
+			}
+			return d.wentOffline(ctx, err)
+		} else if n > 0 {
+			d.backOnline()
+		}
+	}
 	for {
 		if err := d.mu.lock(ctx); err != nil {
 			return err
@@ -41,17 +58,17 @@ func (d *DB) uploadPending(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			if errors.Is(err, ErrExists) {
-				d.logger().Error("another writer uses this database's name in the target; re-reading it", "error", err)
-				d.dropPending()
-				d.apply(evConflict, "")
-				d.releasePin()
-			}
 			d.mu.unlock()
-			return err
+			if errors.Is(err, ErrExists) {
+				return d.conflict(ctx, err)
+			}
+			return d.wentOffline(ctx, err)
 		}
 		if seg.file != "" {
 			os.Remove(seg.file) // uploaded: the spooled copy is not needed
+		}
+		if d.bl.offline() {
+			d.backOnline()
 		}
 		d.markDurable(seg.readAt)
 		seg.close()
@@ -59,6 +76,22 @@ func (d *DB) uploadPending(ctx context.Context) error {
 		d.pending = d.pending[1:]
 		d.mu.unlock()
 	}
+}
+
+// conflict handles a segment whose key another writer stored: what is
+// captured and spooled is dropped and the target is read again.
+func (d *DB) conflict(ctx context.Context, err error) error {
+	if lerr := d.mu.lock(context.WithoutCancel(ctx)); lerr != nil {
+		return lerr
+	}
+	defer d.mu.unlock()
+	d.logger().Error("another writer uses this database's name in the target; re-reading it", "error", err)
+	d.bl.reset(d.r)
+	d.bl.online()
+	d.dropPending()
+	d.apply(evConflict, "")
+	d.releasePin()
+	return err
 }
 
 // markDurable records that every transaction committed before t is in
@@ -103,6 +136,25 @@ func (d *DB) WaitDurable(ctx context.Context, t time.Time) error {
 // put stores one segment or snapshot, encoding a raw WAL copy first (off
 // the path that captured it; the caller does not hold d.mu).
 func (d *DB) put(ctx context.Context, seg *segment) error {
+	if err := d.encode(seg); err != nil {
+		return err
+	}
+	rd, err := seg.data.Reader()
+	if err != nil {
+		return err
+	}
+	key := ltxKey(d.name, seg.level, seg.minTXID, seg.maxTXID)
+	meta := map[string]string{MetaTimestamp: seg.ts.Format(time.RFC3339Nano)}
+	if err := d.r.store.Put(ctx, key, rd, seg.data.Size(), meta); err != nil {
+		return fmt.Errorf("upload %s: %w", key, err)
+	}
+	d.r.countUpload(seg.level, seg.data.Size())
+	return nil
+}
+
+// encode turns a raw WAL copy into its LTX file (the caller does not hold
+// d.mu).
+func (d *DB) encode(seg *segment) error {
 	if seg.data == nil && seg.raw != nil {
 		var decode func(io.ReaderAt) io.ReaderAt
 		if d.app != nil && d.app.codec != nil {
@@ -119,21 +171,6 @@ func (d *DB) put(ctx context.Context, seg *segment) error {
 	if seg.data == nil {
 		return fmt.Errorf("upload %s: %w", ltxKey(d.name, seg.level, seg.minTXID, seg.maxTXID), errNotEncoded)
 	}
-	rd, err := seg.data.Reader()
-	if err != nil {
-		return err
-	}
-	key := ltxKey(d.name, seg.level, seg.minTXID, seg.maxTXID)
-	meta := map[string]string{MetaTimestamp: seg.ts.Format(time.RFC3339Nano)}
-	if err := d.r.store.Put(ctx, key, rd, seg.data.Size(), meta); err != nil {
-		return fmt.Errorf("upload %s: %w", key, err)
-	}
-	if seg.level == SnapshotLevel {
-		d.r.stats.snapshots.Add(1)
-	} else {
-		d.r.stats.segments.Add(1)
-	}
-	d.r.stats.bytes.Add(seg.data.Size())
 	return nil
 }
 

@@ -27,6 +27,7 @@ type watchOptions struct {
 	checkpointFrames int
 	concurrency      int
 	spoolDir         string
+	spoolMax         string
 	keepCodePages    bool
 }
 
@@ -40,6 +41,7 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.checkpointFrames, "checkpoint-frames", replicate.DefaultCheckpointFrames, "restart the WAL once it holds this many replicated frames")
 	f.IntVar(&o.concurrency, "concurrency", replicate.DefaultConcurrency, "databases uploaded at the same time")
 	f.StringVar(&o.spoolDir, "spool-dir", "", "directory for segments too large to keep in memory (default: the system temp dir)")
+	f.StringVar(&o.spoolMax, "spool-max", "", "disk space for changes the target does not take during an outage, e.g. 2GiB (default: a quarter of the spool dir's free space)")
 	f.BoolVar(&o.keepCodePages, "keep-code-pages", false, "do not release start-up code pages after the first sync (for measurements)")
 	f.MarkHidden("keep-code-pages")
 }
@@ -59,6 +61,9 @@ func (o *watchOptions) validate(args []string) error {
 	case o.concurrency <= 0:
 		return errors.New("watch: --concurrency must be positive")
 	}
+	if _, err := parseSize(o.spoolMax); err != nil {
+		return fmt.Errorf("watch: --spool-max: %w", err)
+	}
 	return nil
 }
 
@@ -70,12 +75,14 @@ func (o *watchOptions) replicateOptions(log *slog.Logger) replicate.Options {
 	if syncInterval == 0 {
 		syncInterval = replicate.SyncImmediately
 	}
+	spoolMax, _ := parseSize(o.spoolMax) // validated
 	return replicate.Options{
 		SyncInterval:     syncInterval,
 		SnapshotInterval: o.snapshotInterval,
 		CheckpointFrames: o.checkpointFrames,
 		Concurrency:      o.concurrency,
 		SpoolDir:         o.spoolDir,
+		SpoolMax:         spoolMax,
 		Logger:           log,
 	}
 }

@@ -1,0 +1,138 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/walsync/walsync/internal/memstore"
+	"github.com/walsync/walsync/internal/wal"
+)
+
+// newOutageFixture is newFixture writing through a downStore.
+func newOutageFixture(t *testing.T, opts Options) (*fixture, *downStore) {
+	t.Helper()
+	f := &fixture{t: t, ctx: context.Background(), dir: t.TempDir(), store: memstore.New(), log: &logBuffer{}}
+	ds := &downStore{}
+	f.wrap = func(s Storage) Storage { ds.Storage = s; return ds }
+	f.path = filepath.Join(f.dir, "db.sqlite")
+	runSQLite(t, f.path, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER, v BLOB);")
+	f.openApp()
+	f.start(opts)
+	return f, ds
+}
+
+// writeRound commits 30 rows of 3000 bytes (about 30 frames) from another
+// process and lets the application checkpoint passively, as its
+// auto-checkpoint would.
+func (f *fixture) writeRound(round int) {
+	f.t.Helper()
+	runSQLite(f.t, f.path, fmt.Sprintf("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 30) INSERT INTO t SELECT %d*100+i, randomblob(3000) FROM c;", round))
+	if err := f.app.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) walSize() int64 {
+	fi, err := os.Stat(f.path + "-wal")
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// syncOffline runs a sync that must report the outage.
+func (f *fixture) syncOffline() {
+	f.t.Helper()
+	err := f.r.Sync(f.ctx)
+	var off *offlineError
+	if !errors.As(err, &off) || !errors.Is(err, errTargetDown) {
+		f.t.Fatalf("sync during the outage: %v, want the outage reported", err)
+	}
+}
+
+// TestOutageWALBounded: while the target is down, walsync keeps capturing
+// into its local spool and hands the WAL over as usual, so the
+// application's WAL stays as bounded as without walsync; when the target
+// is back the spool drains in TXID order and the chain goes on without a
+// snapshot. Before, walsync held the WAL until everything was uploaded: it
+// grew by every round written during the outage.
+func TestOutageWALBounded(t *testing.T) {
+	f, ds := newOutageFixture(t, Options{SyncInterval: SyncImmediately, CheckpointFrames: 20})
+	f.write(3)
+	f.sync()
+	snaps := len(f.snapshots())
+
+	ds.down.Store(true)
+	frame := int64(4096 + wal.FrameHeaderSize)
+	var sizes []int64
+	for round := range 10 {
+		f.writeRound(round)
+		f.syncOffline() // captures, spools, hands over
+		f.syncOffline() // (the hand-over needs a sync with nothing pending)
+		sizes = append(sizes, f.walSize())
+	}
+	if last, limit := sizes[len(sizes)-1], 3*40*frame; last > limit {
+		t.Fatalf("WAL grew to %d bytes over 10 rounds of an outage (sizes %v), want at most %d", last, sizes, limit)
+	}
+	st := f.r.Stats()
+	if st.Spooled == 0 || st.SpoolBytes == 0 {
+		t.Fatalf("stats during the outage: %+v, want segments spooled", st)
+	}
+	if !strings.Contains(f.log.String(), "target not reachable; spooling changes locally") {
+		t.Fatalf("the outage was not logged:\n%s", f.log)
+	}
+
+	ds.down.Store(false)
+	f.sync()
+	if st := f.r.Stats(); st.SpoolBytes != 0 || st.SpoolOverflows != 0 {
+		t.Fatalf("stats after the outage: %+v, want the spool drained, no overflow", st)
+	}
+	if got := len(f.snapshots()); got != snaps {
+		t.Fatalf("snapshots after the outage: %v, want none since the first %d", f.snapshots(), snaps)
+	}
+	f.checkRestore()
+}
+
+// TestOutageSpoolOverflow: an outage longer than the spool budget releases
+// the WAL (the application's own checkpoints then restart it), says so at
+// ERROR, and re-establishes the chain with a snapshot once the target is
+// back; the restore equals the source.
+func TestOutageSpoolOverflow(t *testing.T) {
+	f, ds := newOutageFixture(t, Options{SyncInterval: SyncImmediately, CheckpointFrames: 1 << 20, SpoolMax: 200 << 10})
+	f.write(3)
+	f.sync()
+
+	ds.down.Store(true)
+	for round := range 6 { // about 560 KiB of pages: past the budget
+		f.writeRound(round)
+		f.syncOffline()
+	}
+	st := f.r.Stats()
+	if st.SpoolOverflows == 0 {
+		t.Fatalf("stats: %+v, want a spool overflow", st)
+	}
+	if !strings.Contains(f.log.String(), "level=ERROR msg=\"cannot keep the changes the target did not take") {
+		t.Fatalf("the overflow was not logged at ERROR:\n%s", f.log)
+	}
+	// The WAL is the application's again: its checkpoint restarts it.
+	if err := f.app.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	if size := f.walSize(); size != 0 {
+		t.Fatalf("WAL holds %d bytes after the application's TRUNCATE checkpoint, want 0 (still pinned)", size)
+	}
+	f.writeRound(7)
+	f.syncOffline()
+
+	ds.down.Store(false)
+	if err := f.r.Sync(f.ctx); err != nil {
+		t.Fatalf("%v\n%s", err, f.log)
+	}
+	f.wantSnapshot("spool overflow")
+	f.checkRestore()
+}
