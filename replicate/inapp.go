@@ -398,7 +398,7 @@ func (d *DB) uploadSpool(ctx context.Context) error {
 	} else if err != nil {
 		return err
 	}
-	rs, err := loadRemoteState(ctx, d.r.store, d.name)
+	rs, err := loadRemoteState(ctx, d.r.store, d.name, nil)
 	if err != nil {
 		return err
 	}

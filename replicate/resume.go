@@ -1,10 +1,13 @@
 package replicate
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/walsync/walsync/internal/wal"
@@ -18,12 +21,16 @@ type remoteState struct {
 	hdr      ltx.Header // header of last
 	snapshot ltxFile    // newest snapshot; zero if none
 	snapTime time.Time  // its creation time
+	corrupt  error      // last does not verify (then hdr is zero)
 }
 
 // loadRemoteState lists the newest snapshot and the segments after it and
-// reads the header of the newest file. It lists only the snapshot level and
-// the segments written since the newest snapshot.
-func loadRemoteState(ctx context.Context, store Storage, name string) (remoteState, error) {
+// reads the newest file whole, verifying it (see readVerified) before its
+// header is trusted; check, if not nil, also compares it with the local
+// WAL. It lists only the snapshot level and the segments written since the
+// newest snapshot. A newest file that does not verify is reported in
+// rs.corrupt, not as an error: the database then needs a snapshot.
+func loadRemoteState(ctx context.Context, store Storage, name string, check frameCheck) (remoteState, error) {
 	var rs remoteState
 	prefix := levelPrefix(name, SnapshotLevel)
 	for obj, err := range store.List(ctx, prefix, "") {
@@ -61,8 +68,12 @@ func loadRemoteState(ctx context.Context, store Storage, name string) (remoteSta
 	if rs.last.maxTXID == 0 {
 		return rs, nil
 	}
-	hdr, err := fetchHeader(ctx, store, rs.last.key)
-	if err != nil {
+	hdr, err := readVerified(ctx, store, rs.last, check)
+	var bad *corruptError
+	if errors.As(err, &bad) {
+		rs.corrupt = bad
+		return rs, nil
+	} else if err != nil {
 		return rs, err
 	}
 	rs.hdr = hdr
@@ -70,6 +81,136 @@ func loadRemoteState(ctx context.Context, store Storage, name string) (remoteSta
 		rs.snapTime = time.UnixMilli(hdr.Timestamp)
 	}
 	return rs, nil
+}
+
+// maxClockSkew is how far in the future the newest file's timestamp may be
+// before it is taken for a damaged or foreign one.
+const maxClockSkew = 5 * time.Minute
+
+// frameCheck returns the last WAL frame of the range an LTX header records
+// (its page number and content) as the local WAL holds it, or 0 when there
+// is nothing to compare.
+type frameCheck func(hdr ltx.Header) (pgno uint32, page []byte)
+
+// corruptError is a newest file that does not hold what it claims.
+type corruptError struct {
+	key string
+	err error
+}
+
+func (e *corruptError) Error() string { return fmt.Sprintf("%s does not verify: %v", e.key, e.err) }
+func (e *corruptError) Unwrap() error { return e.err }
+
+// readVerified reads the LTX file f whole and returns its header once it
+// is proven: the stored SHA-256 (when the object carries one) and the LTX
+// file checksum match, the header is valid and names f's TXIDs, and, if
+// check gives a frame, the file holds that page with that content (so a
+// header that records more of the WAL than the file holds is refused). A
+// file that fails is a *corruptError; a failed read is returned as is.
+func readVerified(ctx context.Context, store Storage, f ltxFile, check frameCheck) (ltx.Header, error) {
+	rc, err := store.Get(ctx, f.key, 0, -1)
+	if err != nil {
+		return ltx.Header{}, err
+	}
+	defer rc.Close()
+	tr := &readErr{r: rc}
+	bad := func(err error) (ltx.Header, error) {
+		if tr.err != nil && !errors.Is(tr.err, ErrChecksum) && !errors.Is(tr.err, io.ErrUnexpectedEOF) {
+			return ltx.Header{}, fmt.Errorf("read %s: %w", f.key, tr.err)
+		}
+		return ltx.Header{}, &corruptError{key: f.key, err: err}
+	}
+	dec := ltx.NewDecoder(tr)
+	if err := dec.DecodeHeader(); err != nil {
+		return bad(err)
+	}
+	hdr := dec.Header()
+	if err := hdr.Validate(); err != nil {
+		return bad(err)
+	}
+	if hdr.MinTXID != f.minTXID || hdr.MaxTXID != f.maxTXID {
+		return bad(fmt.Errorf("header holds TXIDs %s-%s", hdr.MinTXID, hdr.MaxTXID))
+	}
+	var want uint32
+	var wantPage []byte
+	if check != nil {
+		want, wantPage = check(hdr)
+	}
+	found := want == 0
+	buf := make([]byte, hdr.PageSize)
+	for {
+		var ph ltx.PageHeader
+		if err := dec.DecodePage(&ph, buf); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return bad(err)
+		}
+		if want != 0 && ph.Pgno == want {
+			if !bytes.Equal(buf, wantPage) {
+				return bad(fmt.Errorf("page %d differs from the last WAL frame its header records", want))
+			}
+			found = true
+		}
+	}
+	if err := dec.Close(); err != nil {
+		return bad(err)
+	}
+	if _, err := io.Copy(io.Discard, tr); err != nil {
+		return bad(err)
+	}
+	if !found {
+		return bad(fmt.Errorf("page %d of the last WAL frame its header records is missing", want))
+	}
+	return hdr, nil
+}
+
+// readErr remembers the error of the reader it wraps.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}
+
+// lastFrame reads, from the local WAL, the last frame of the range hdr
+// records (a frameCheck). It reads without d.mu: the WAL is pinned while
+// the database is new, and findWALPos checks the chain under d.mu later.
+func (d *DB) lastFrame(hdr ltx.Header) (uint32, []byte) {
+	if hdr.WALSize == 0 || (hdr.WALSalt1 == 0 && hdr.WALSalt2 == 0) || (d.app != nil && d.app.codec != nil) {
+		return 0, nil // nothing to compare, or the WAL holds other bytes (a codec)
+	}
+	f, err := os.Open(d.walPath)
+	if err != nil {
+		return 0, nil
+	}
+	defer f.Close()
+	var wh [wal.HeaderSize]byte
+	if _, err := f.ReadAt(wh[:], 0); err != nil {
+		return 0, nil
+	}
+	wHdr, err := wal.ParseHeader(wh[:])
+	if err != nil || wHdr.Salt1 != hdr.WALSalt1 || wHdr.Salt2 != hdr.WALSalt2 || wHdr.PageSize != hdr.PageSize {
+		return 0, nil
+	}
+	frameSize := int64(wal.FrameHeaderSize) + int64(hdr.PageSize)
+	off := hdr.WALOffset + hdr.WALSize - frameSize
+	if off < wal.HeaderSize || (off-wal.HeaderSize)%frameSize != 0 {
+		return 0, nil // findWALPos refuses such a position
+	}
+	buf := make([]byte, frameSize)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return 0, nil
+	}
+	if binary.BigEndian.Uint32(buf[8:]) != hdr.WALSalt1 || binary.BigEndian.Uint32(buf[12:]) != hdr.WALSalt2 {
+		return 0, nil
+	}
+	return binary.BigEndian.Uint32(buf[0:]), buf[wal.FrameHeaderSize:]
 }
 
 // fetchHeader reads and validates the header of one LTX object.
@@ -120,7 +261,7 @@ func (d *DB) resume(ctx context.Context) error {
 			return fmt.Errorf("upload spooled segments: %w", err)
 		}
 	}
-	rs, err := loadRemoteState(ctx, d.r.store, d.name)
+	rs, err := loadRemoteState(ctx, d.r.store, d.name, d.lastFrame)
 	if err != nil {
 		return fmt.Errorf("read target: %w", err)
 	}
@@ -141,6 +282,21 @@ func (d *DB) applyRemote(rs remoteState) error {
 	if rs.last.maxTXID == 0 {
 		d.txid = 0
 		d.apply(evUnproven, whyFirst)
+		return nil
+	}
+	if rs.corrupt != nil {
+		// The chain in the target ends at a file that cannot be trusted:
+		// a snapshot after it makes the latest state restorable again.
+		d.txid, d.snapAt = rs.last.maxTXID, rs.snapTime
+		d.logger().Error("the newest file in the target does not verify; taking a snapshot after it", "error", rs.corrupt)
+		d.apply(evUnproven, "newest file in the target does not verify")
+		return nil
+	}
+	if ts := time.UnixMilli(rs.hdr.Timestamp); ts.After(time.Now().Add(maxClockSkew)) {
+		// Its timestamp would hold every later one (they never decrease):
+		// start afresh, with timestamps from this clock.
+		d.txid, d.snapAt = rs.last.maxTXID, rs.snapTime
+		d.apply(evUnproven, fmt.Sprintf("newest file in the target has a timestamp in the future (%s)", ts.UTC().Format(time.RFC3339)))
 		return nil
 	}
 	d.txid, d.lastTS, d.snapAt = rs.last.maxTXID, rs.hdr.Timestamp, rs.snapTime
