@@ -44,7 +44,6 @@ type backlog struct {
 	fails      int       // consecutive upload attempts that failed
 	retry      time.Time // no upload is attempted before it
 	err        error     // why uploads fail; nil when the target takes them
-	attempt    bool      // a caller waits for this sync: try the target once now
 }
 
 // Record header fields (little endian): size of the LTX file, level,
@@ -75,8 +74,9 @@ func (e *offlineError) Unwrap() error { return e.err }
 // errSpoolFull means the spool budget has no room for a segment.
 var errSpoolFull = errors.New("spool budget exceeded")
 
-// offline reports whether uploads are failing. The caller holds upMu.
-func (b *backlog) offline() bool { return b.err != nil }
+// offline reports whether uploads are failing (b may be nil: they are
+// not). The caller holds upMu.
+func (b *backlog) offline() bool { return b != nil && b.err != nil }
 
 // push appends seg's encoded data, charging it to the budget.
 func (b *backlog) push(r *Replicator, seg *segment) error {
@@ -149,8 +149,11 @@ func (b *backlog) pop(r *Replicator, rec backlogRec) {
 	}
 }
 
-// reset empties the backlog (its records are dropped).
+// reset empties the backlog (its records are dropped); b may be nil.
 func (b *backlog) reset(r *Replicator) {
+	if b == nil {
+		return
+	}
 	r.spoolUsed.Add(-b.tail)
 	if b.f != nil {
 		b.f.Close()
@@ -235,8 +238,11 @@ func (d *DB) wentOffline(ctx context.Context, err error) error {
 		return err // stopping: what is captured stays pending
 	}
 	first := !d.bl.offline()
+	if d.bl == nil {
+		d.bl = &backlog{}
+	}
 	d.bl.failed(err)
-	d.bl.attempt = false // one attempt per sync
+	d.tryNow = false // one attempt per sync
 	d.r.stats.errors.Add(1)
 	if first || d.bl.fails%10 == 0 {
 		d.logger().Warn("target not reachable; spooling changes locally", "error", err,
@@ -316,16 +322,20 @@ func (d *DB) overflow(seg *segment, err error) {
 // upload attempt before its snapshot is taken: while the target does not
 // take uploads, a snapshot would only fill the spool again.
 func (d *DB) waitingForTarget() bool {
-	return d.bl.offline() && d.bl.n == 0 && !d.bl.attempt && time.Now().Before(d.bl.retry)
+	return d.bl.offline() && d.bl.n == 0 && !d.tryNow && time.Now().Before(d.bl.retry)
 }
 
-// backOnline records that the target took an upload again.
+// backOnline records that the target took an upload again, with the
+// backlog uploaded.
 func (d *DB) backOnline() {
 	if d.bl.offline() {
 		d.logger().Info("target reachable again; spooled changes uploaded", "after_failures", d.bl.fails)
 	}
-	d.bl.online()
+	d.dropBacklog()
 }
 
-// online forgets the outage.
-func (b *backlog) online() { b.err, b.fails, b.retry = nil, 0, time.Time{} }
+// dropBacklog forgets the backlog and the outage.
+func (d *DB) dropBacklog() {
+	d.bl.reset(d.r)
+	d.bl = nil
+}

@@ -45,12 +45,13 @@ type DB struct {
 	lastTS  int64      // timestamp (ms) of the last file captured
 	snapAt  time.Time  // time of the last snapshot
 	pending []*segment // captured, not yet uploaded, in TXID order
-	bl      backlog    // what the target did not take yet (guarded by upMu)
+	bl      *backlog   // what the target did not take (degraded mode; guarded by upMu)
 	app     *appState  // set for databases captured by an in-process VFS
 	torn    int        // consecutive looks that found the WAL header invalid
 	recheck int        // consecutive syncs that found a commit beyond the WAL-index
 	short   int        // consecutive syncs that found the chain short of the WAL-index
 	unsure  bool       // a capture was abandoned: not everything read is captured
+	tryNow  bool       // a caller waits for this sync: try a failing target at once (upMu)
 
 	durableAt time.Time     // everything committed before it is in the target
 	durableCh chan struct{} // closed and replaced when durableAt moves
@@ -302,7 +303,7 @@ func (d *DB) close() error {
 	}
 	defer d.mu.unlock()
 	d.dropPending()
-	d.bl.reset(d.r)
+	d.dropBacklog()
 	d.releasePin()
 	return nil
 }
@@ -321,7 +322,7 @@ func (d *DB) syncWith(ctx context.Context, urgent bool) error {
 		return err
 	}
 	defer d.upMu.unlock()
-	d.bl.attempt = urgent
+	d.tryNow = urgent
 	return d.syncLocked(ctx, &syncState{start: time.Now()})
 }
 

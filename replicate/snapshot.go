@@ -368,7 +368,7 @@ func (d *DB) Snapshot(ctx context.Context) error {
 		return err
 	}
 	defer d.upMu.unlock()
-	d.bl.attempt = true
+	d.tryNow = true
 	before := d.r.stats.snapshots.Load()
 	st := syncState{start: time.Now()}
 	if err := d.syncLocked(ctx, &st); err != nil {

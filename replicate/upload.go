@@ -18,7 +18,7 @@ import (
 // *offlineError; the backlog is uploaded first once an attempt is due.
 func (d *DB) uploadPending(ctx context.Context) error {
 	if d.bl.offline() {
-		if time.Now().Before(d.bl.retry) && !d.bl.attempt {
+		if time.Now().Before(d.bl.retry) && !d.tryNow {
 			return d.spoolPending(ctx)
 		}
 		if n, err := d.uploadBacklog(ctx); err != nil {
@@ -86,8 +86,7 @@ func (d *DB) conflict(ctx context.Context, err error) error {
 	}
 	defer d.mu.unlock()
 	d.logger().Error("another writer uses this database's name in the target; re-reading it", "error", err)
-	d.bl.reset(d.r)
-	d.bl.online()
+	d.dropBacklog()
 	d.dropPending()
 	d.apply(evConflict, "")
 	d.releasePin()
