@@ -223,7 +223,7 @@ func applyPlan(ctx context.Context, store Storage, f *os.File, files, plan []ltx
 func applyFile(ctx context.Context, store Storage, f *os.File, lf ltxFile, s *chainState, buf *[]byte) (ltx.Header, ltx.Trailer, error) {
 	rc := newObjectReader(ctx, store, lf.key, lf.size)
 	defer rc.Close()
-	dec := ltx.NewDecoder(newFrameGuard(rc, lf.key))
+	dec := ltx.NewDecoder(newFrameGuard(rc))
 	dec.SetRetainPageIndex(false)
 	if err := dec.DecodeHeader(); err != nil {
 		return ltx.Header{}, ltx.Trailer{}, fmt.Errorf("%s: %w", lf.key, err)

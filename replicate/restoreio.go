@@ -175,7 +175,6 @@ func (r *objectReader) Close() error {
 // a bad field, so the decoder's io.ReadFull sees the error.
 type frameGuard struct {
 	r        io.Reader
-	key      string
 	field    [ltx.HeaderSize]byte
 	need     int   // bytes of the current field still to come
 	have     int   // bytes of the current field seen
@@ -191,8 +190,8 @@ const (
 	guardDone // page block over (or an old-format frame): nothing more to guard
 )
 
-func newFrameGuard(r io.Reader, key string) *frameGuard {
-	return &frameGuard{r: r, key: key, need: ltx.HeaderSize, state: guardHeader}
+func newFrameGuard(r io.Reader) *frameGuard {
+	return &frameGuard{r: r, need: ltx.HeaderSize, state: guardHeader}
 }
 
 func (g *frameGuard) Read(p []byte) (int, error) {
@@ -244,7 +243,7 @@ func (g *frameGuard) endField() error {
 	case guardSize:
 		size := binary.BigEndian.Uint32(b)
 		if size > g.maxBlock {
-			return fmt.Errorf("%s: page frame of %d compressed bytes exceeds the %d a page can take", g.key, size, g.maxBlock)
+			return fmt.Errorf("page frame of %d compressed bytes exceeds the %d a page can take", size, g.maxBlock)
 		}
 		g.skip = int64(size)
 		g.state, g.need = guardPageHeader, ltx.PageHeaderSize
