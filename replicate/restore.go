@@ -120,7 +120,10 @@ func Restore(ctx context.Context, store Storage, name, output string, opts Resto
 	}
 	log.Debug("restore plan", "db", name, "files", len(plan), "txid", plan[len(plan)-1].maxTXID.String())
 
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".walsync-restore-*")
+	for _, name := range removeStaleTemps(filepath.Dir(out), time.Now()) {
+		log.Info("removed a stale restore temporary file", "file", filepath.Join(filepath.Dir(out), name))
+	}
+	tmp, err := createRestoreTemp(out)
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("restore %s: %w", name, err)
 	}
@@ -155,7 +158,9 @@ func Restore(ctx context.Context, store Storage, name, output string, opts Resto
 	return res, nil
 }
 
-// checkOutput refuses an output that exists (unless force) or is in use.
+// checkOutput refuses an output that exists (unless force) or is in use:
+// locked by SQLite or walsync, or open in any process (its -wal and -shm
+// included).
 func checkOutput(out string, force bool) error {
 	fi, err := os.Lstat(out)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -163,6 +168,9 @@ func checkOutput(out string, force bool) error {
 			if _, err := os.Lstat(side); err == nil && !force {
 				return fmt.Errorf("%w: %s", ErrOutputExists, side)
 			}
+		}
+		if err := checkNotOpen(out); err != nil {
+			return err
 		}
 		if dfi, err := os.Stat(filepath.Dir(out)); err != nil {
 			return fmt.Errorf("output directory: %w", err)
@@ -182,7 +190,7 @@ func checkOutput(out string, force bool) error {
 	if !force {
 		return ErrOutputExists
 	}
-	return nil
+	return checkNotOpen(out)
 }
 
 // applyPlan verifies and writes the pages of each file of plan, in order,
