@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -266,5 +267,35 @@ func TestRestoreHostile(t *testing.T) {
 				t.Errorf("output directory holds %d entries after a refused restore", len(ents))
 			}
 		})
+	}
+}
+
+// TestListDatabases_JunkObject: an object with an LTX name but no LTX
+// content, in a database of its own or in a real one, does not break the
+// listing of the target (it did on main: the whole list failed).
+func TestListDatabases_JunkObject(t *testing.T) {
+	for _, junk := range []string{
+		"app.db/00zz/0000/0000000000000001-0000000000000001.ltx",
+		"db/0000/0000000000000004-0000000000000004.ltx",
+	} {
+		store := memstore.New()
+		objs := hostileCases(t)[0].objects
+		objs[junk] = []byte("junk")
+		for k, v := range objs {
+			if err := store.Put(t.Context(), k, bytes.NewReader(v), int64(len(v)), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dbs, err := ListDatabases(t.Context(), store)
+		if err != nil {
+			t.Fatalf("%s: ListDatabases: %v", junk, err)
+		}
+		var names []string
+		for _, d := range dbs {
+			names = append(names, d.Name)
+		}
+		if !slices.Contains(names, "db") {
+			t.Errorf("%s: ListDatabases=%v, want db listed", junk, names)
+		}
 	}
 }
