@@ -153,7 +153,8 @@ func BenchmarkApplyFile(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(scan.pages)) * benchPageSize)
 			for b.Loop() {
-				h, err := applyFile(ctx, store, f, lf, &buf)
+				var s chainState
+				h, _, err := applyFile(ctx, store, f, lf, &s, &buf)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -73,21 +73,36 @@ func ListDatabases(ctx context.Context, store Storage) ([]DatabaseInfo, error) {
 	for name, info := range byName {
 		n := newest[name]
 		info.LastTXID = n.maxTXID
-		if hdr, err := fetchHeader(ctx, store, n.key); err == nil {
-			info.LastTime = time.UnixMilli(hdr.Timestamp).UTC()
-		} else {
+		var err error
+		if info.LastTime, err = headerTime(ctx, store, n.key); err != nil {
 			return nil, err
 		}
 		if s, ok := oldestSnap[name]; ok {
 			info.FirstTXID = s.maxTXID
-			hdr, err := fetchHeader(ctx, store, s.key)
-			if err != nil {
+			if info.FirstTime, err = headerTime(ctx, store, s.key); err != nil {
 				return nil, err
 			}
-			info.FirstTime = time.UnixMilli(hdr.Timestamp).UTC()
 		}
 		out = append(out, *info)
 	}
 	slices.SortFunc(out, func(a, b DatabaseInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// headerTime returns the creation time in the LTX header of key. An object
+// that exists but holds no valid header (junk under an LTX name) yields the
+// zero time, so that one bad object does not break the listing of the whole
+// target; restore refuses it by name. Other errors are returned.
+func headerTime(ctx context.Context, store Storage, key string) (time.Time, error) {
+	hdr, err := fetchHeader(ctx, store, key)
+	if err == nil {
+		return time.UnixMilli(hdr.Timestamp).UTC(), nil
+	}
+	if ctx.Err() != nil {
+		return time.Time{}, err
+	}
+	if _, herr := store.Head(ctx, key); herr != nil {
+		return time.Time{}, err
+	}
+	return time.Time{}, nil
 }

@@ -204,5 +204,35 @@ func planTime(ctx context.Context, store Storage, files []ltxFile, ts time.Time)
 	if searchErr != nil {
 		return nil, searchErr
 	}
-	return append([]ltxFile{*snap}, chain[:n]...), nil
+	plan := append([]ltxFile{*snap}, chain[:n]...)
+	if n == len(chain) {
+		if err := checkGapBefore(tc, files, plan[len(plan)-1].maxTXID, ts); err != nil {
+			return nil, err
+		}
+	}
+	return plan, nil
+}
+
+// checkGapBefore refuses a point-in-time plan that ends at TXID end, the
+// end of its chain, when the target holds a later file created at or
+// before ts: the chain is broken before the requested time, and the state
+// at end is not the state as of ts.
+func checkGapBefore(tc *timestamps, files []ltxFile, end ltx.TXID, ts time.Time) error {
+	var next *ltxFile
+	for i, f := range files {
+		if f.maxTXID > end && (next == nil || f.maxTXID < next.maxTXID) {
+			next = &files[i]
+		}
+	}
+	if next == nil {
+		return nil
+	}
+	fts, err := tc.of(*next)
+	if err != nil {
+		return err
+	}
+	if !fts.After(ts) {
+		return fmt.Errorf("%w: %s: gap after TXID %s: the chain breaks before %s", ErrNotRestorable, next.key, end, ts.Format(time.RFC3339))
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ncruces/go-sqlite3"
 	"github.com/superfly/ltx"
+	"golang.org/x/sys/unix"
 )
 
 // IntegrityCheck selects the check run on a restored database.
@@ -113,14 +115,20 @@ func Restore(ctx context.Context, store Storage, name, output string, opts Resto
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("restore %s: %w", name, err)
 	}
+	if err := verifyPlan(plan); err != nil {
+		return RestoreResult{}, fmt.Errorf("restore %s: %w", name, err)
+	}
 	log.Debug("restore plan", "db", name, "files", len(plan), "txid", plan[len(plan)-1].maxTXID.String())
 
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".walsync-restore-*")
+	for _, name := range removeStaleTemps(filepath.Dir(out), time.Now()) {
+		log.Info("removed a stale restore temporary file", "file", filepath.Join(filepath.Dir(out), name))
+	}
+	tmp, err := createRestoreTemp(out)
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("restore %s: %w", name, err)
 	}
 	defer removeDB(tmp.Name())
-	res, err := applyPlan(ctx, store, tmp, plan)
+	res, err := applyPlan(ctx, store, tmp, files, plan)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -150,7 +158,9 @@ func Restore(ctx context.Context, store Storage, name, output string, opts Resto
 	return res, nil
 }
 
-// checkOutput refuses an output that exists (unless force) or is in use.
+// checkOutput refuses an output that exists (unless force) or is in use:
+// locked by SQLite or walsync, or open in any process (its -wal and -shm
+// included).
 func checkOutput(out string, force bool) error {
 	fi, err := os.Lstat(out)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -158,6 +168,9 @@ func checkOutput(out string, force bool) error {
 			if _, err := os.Lstat(side); err == nil && !force {
 				return fmt.Errorf("%w: %s", ErrOutputExists, side)
 			}
+		}
+		if err := checkNotOpen(out); err != nil {
+			return err
 		}
 		if dfi, err := os.Stat(filepath.Dir(out)); err != nil {
 			return fmt.Errorf("output directory: %w", err)
@@ -177,80 +190,113 @@ func checkOutput(out string, force bool) error {
 	if !force {
 		return ErrOutputExists
 	}
-	return nil
+	return checkNotOpen(out)
 }
 
-// applyPlan writes the pages of each file of plan, in order, into f.
-func applyPlan(ctx context.Context, store Storage, f *os.File, plan []ltxFile) (RestoreResult, error) {
-	var res RestoreResult
+// applyPlan verifies and writes the pages of each file of plan, in order,
+// into f, then verifies the result against the database checksum the last
+// file recorded, if any. files is the whole listing, for [checkPeers].
+func applyPlan(ctx context.Context, store Storage, f *os.File, files, plan []ltxFile) (RestoreResult, error) {
+	var s chainState
 	var buf []byte
-	for i, lf := range plan {
-		hdr, err := applyFile(ctx, store, f, lf, &buf)
+	for _, lf := range plan {
+		hdr, tr, err := applyFile(ctx, store, f, lf, &s, &buf)
 		if err != nil {
-			return res, err
+			return RestoreResult{}, err
 		}
-		switch {
-		case i == 0 && !hdr.IsSnapshot():
-			return res, fmt.Errorf("%s: first file is not a snapshot", lf.key)
-		case i > 0 && (hdr.MinTXID > res.TXID+1 || hdr.MaxTXID <= res.TXID):
-			// Overlap is fine (Litestream's compacted files): a file holds
-			// the newest copy of each page it covers.
-			return res, fmt.Errorf("%s: not contiguous with TXID %s", lf.key, res.TXID)
-		case i > 0 && hdr.PageSize != res.PageSize:
-			return res, fmt.Errorf("%s: page size %d differs from %d", lf.key, hdr.PageSize, res.PageSize)
+		if err := checkPeers(ctx, store, files, lf, hdr, tr); err != nil {
+			return RestoreResult{}, err
 		}
-		res.TXID, res.PageSize, res.Pages = hdr.MaxTXID, hdr.PageSize, hdr.Commit
-		res.Timestamp = time.UnixMilli(hdr.Timestamp).UTC()
-		res.Files++
+		s.apply(hdr, tr)
 		if err := f.Truncate(int64(hdr.Commit) * int64(hdr.PageSize)); err != nil {
-			return res, err
+			return RestoreResult{}, err
 		}
 	}
-	return res, nil
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return RestoreResult{}, err
+	}
+	if err := checkDBChecksum(bufio.NewReaderSize(f, 1<<16), s, plan[len(plan)-1].key); err != nil {
+		return RestoreResult{}, err
+	}
+	return RestoreResult{
+		TXID: s.txid, Timestamp: time.UnixMilli(s.timestamp).UTC(), Files: s.files,
+		Pages: s.commit, PageSize: s.pageSize,
+	}, nil
 }
 
-// applyFile downloads one LTX file and writes its pages into f. The whole
-// object is read so that the storage verifies its SHA-256, and the decoder
-// verifies the LTX checksum.
-func applyFile(ctx context.Context, store Storage, f *os.File, lf ltxFile, buf *[]byte) (ltx.Header, error) {
-	rc, err := store.Get(ctx, lf.key, 0, -1)
-	if err != nil {
-		return ltx.Header{}, err
-	}
+// applyFile downloads one LTX file, checks its header against the chain
+// state s and each page before writing it into f. The whole object is read
+// so that its SHA-256 is verified (also when a failed read was resumed),
+// and the decoder verifies the LTX checksum.
+func applyFile(ctx context.Context, store Storage, f *os.File, lf ltxFile, s *chainState, buf *[]byte) (ltx.Header, ltx.Trailer, error) {
+	rc := newObjectReader(ctx, store, lf.key, lf.size)
 	defer rc.Close()
-	dec := ltx.NewDecoder(rc)
+	dec := ltx.NewDecoder(newFrameGuard(rc))
+	dec.SetRetainPageIndex(false)
 	if err := dec.DecodeHeader(); err != nil {
-		return ltx.Header{}, fmt.Errorf("%s: %w", lf.key, err)
+		return ltx.Header{}, ltx.Trailer{}, fmt.Errorf("%s: %w", lf.key, err)
 	}
 	hdr := dec.Header()
-	if hdr.MinTXID != lf.minTXID || hdr.MaxTXID != lf.maxTXID {
-		return hdr, fmt.Errorf("%s: header TXIDs %s-%s do not match the key", lf.key, hdr.MinTXID, hdr.MaxTXID)
+	if err := s.checkHeader(lf, hdr); err != nil {
+		return hdr, ltx.Trailer{}, err
+	}
+	if err := checkSpace(f, hdr); err != nil {
+		return hdr, ltx.Trailer{}, fmt.Errorf("%s: %w", lf.key, err)
 	}
 	if uint32(len(*buf)) != hdr.PageSize {
 		*buf = make([]byte, hdr.PageSize)
 	}
+	pc := newPageCheck(lf.key, hdr, s.commit)
 	var ph ltx.PageHeader
 	for {
 		if err := ctx.Err(); err != nil {
-			return hdr, err
+			return hdr, ltx.Trailer{}, err
 		}
 		err := dec.DecodePage(&ph, *buf)
 		if errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
-			return hdr, fmt.Errorf("%s: %w", lf.key, err)
+			return hdr, ltx.Trailer{}, fmt.Errorf("%s: %w", lf.key, err)
+		}
+		if err := pc.page(ph.Pgno); err != nil {
+			return hdr, ltx.Trailer{}, err
 		}
 		if _, err := f.WriteAt(*buf, int64(ph.Pgno-1)*int64(hdr.PageSize)); err != nil {
-			return hdr, err
+			return hdr, ltx.Trailer{}, err
 		}
 	}
+	if err := pc.done(); err != nil {
+		return hdr, ltx.Trailer{}, err
+	}
 	if err := dec.Close(); err != nil {
-		return hdr, fmt.Errorf("%s: %w", lf.key, err)
+		return hdr, ltx.Trailer{}, fmt.Errorf("%s: %w", lf.key, err)
 	}
 	if _, err := io.Copy(io.Discard, rc); err != nil {
-		return hdr, err
+		return hdr, ltx.Trailer{}, fmt.Errorf("%s: %w", lf.key, err)
 	}
-	return hdr, nil
+	return hdr, dec.Trailer(), nil
+}
+
+// checkSpace refuses a file whose database would not fit in the free space
+// of f's file system: a header may claim any size, and LZ4 makes a large
+// database of empty pages a small object.
+func checkSpace(f *os.File, hdr ltx.Header) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	grow := int64(hdr.Commit)*int64(hdr.PageSize) - fi.Size()
+	if grow <= 0 {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	if free := int64(st.Bavail) * st.Bsize; grow > free {
+		return fmt.Errorf("%w: database of %d pages of %d bytes needs %d more bytes, %d free", ErrChainBroken, hdr.Commit, hdr.PageSize, grow, free)
+	}
+	return nil
 }
 
 // checkIntegrity opens the restored file and runs the selected check with

@@ -109,14 +109,22 @@ func (o *restoreOptions) checkParams() (string, error) {
 	return url.Values{"vfs": {o.vfs}, k: {v}}.Encode(), nil
 }
 
-// parseTXID accepts a decimal TXID or the 16-hex-digit form of object names.
+// errBadTXID is the one error of parseTXID, whatever the form.
+var errBadTXID = errors.New("want a positive decimal number or 16 hex digits (TXIDs start at 1)")
+
+// parseTXID accepts a decimal TXID or the 16-hex-digit form of object
+// names. Zero is refused in every form: it is not a transaction, and the
+// library reads a zero TXID as "the newest".
 func parseTXID(s string) (ltx.TXID, error) {
+	var n uint64
+	var err error
 	if len(s) == 16 {
-		return ltx.ParseTXID(s)
+		n, err = strconv.ParseUint(s, 16, 64)
+	} else {
+		n, err = strconv.ParseUint(s, 10, 64)
 	}
-	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || n == 0 {
-		return 0, errors.New("want a positive decimal number or 16 hex digits")
+		return 0, errBadTXID
 	}
 	return ltx.TXID(n), nil
 }
