@@ -80,6 +80,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
@@ -99,6 +100,8 @@ type Client struct {
 	signer   *v4.Signer
 	region   string
 	attempts int
+	idle     time.Duration // see Config.IdleTimeout
+	partSize int64         // see Config.PartSize
 
 	// Requests go to scheme://host/path, where path (rawPath escaped)
 	// ends in "/bucket" with path-style addressing; else host starts
@@ -157,6 +160,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		signer:   v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true }),
 		region:   region,
 		attempts: cmp.Or(cfg.MaxAttempts, DefaultMaxAttempts),
+		idle:     cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout),
+		partSize: cmp.Or(cfg.PartSize, DefaultPartSize),
 		bucket:   cfg.Bucket,
 	}
 	if cfg.Prefix != "" {

@@ -22,7 +22,7 @@ import (
 // payload hash and the S3 checksum, rewinding r for each retry. When the key
 // exists (HTTP 412, also on a retry after an attempt that the server did
 // store), Put compares SHA-256s: equal is success, different is an error
-// matching [replicate.ErrExists]. Objects over [MaxObjectSize] are refused.
+// matching [replicate.ErrExists]. Objects over 5 GiB are refused.
 func (c *Client) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
 	return c.wrap(ctx, "put", key, c.put(ctx, key, r, size, meta))
 }
@@ -31,8 +31,8 @@ func (c *Client) put(ctx context.Context, key string, r io.ReadSeeker, size int6
 	if key == "" {
 		return errors.New("empty key")
 	}
-	if size < 0 || size > MaxObjectSize {
-		return fmt.Errorf("size %d outside 0..%d", size, int64(MaxObjectSize))
+	if size < 0 || size > maxSinglePut {
+		return fmt.Errorf("size %d outside 0..%d", size, int64(maxSinglePut))
 	}
 	if err := checkMeta(meta); err != nil {
 		return err
@@ -92,6 +92,9 @@ func (c *Client) put(ctx context.Context, key string, r io.ReadSeeker, size int6
 	}
 	return err
 }
+
+// maxSinglePut is the largest object one PutObject stores.
+const maxSinglePut = 5 << 30
 
 // continueThreshold is the size above which Put asks the server whether
 // it will take the object before sending it (Expect: 100-continue), as the
