@@ -13,7 +13,11 @@
 // Every object is written with one conditional PutObject (If-None-Match: *)
 // carrying its SHA-256 three times: as the signed payload hash and as the S3
 // checksum, which the server verifies, and as the user metadata "sha256",
-// which whole-object reads verify. Objects are never overwritten.
+// which whole-object reads verify. Objects larger than Config.PartSize go
+// up as a multipart upload instead, each part streamed and checksummed the
+// same way, completed with If-None-Match: * and aborted on failure. Objects
+// are never overwritten. A request during which no byte moves for
+// Config.IdleTimeout is retried, and a read that fails mid-body resumes.
 //
 // # Credentials
 //
