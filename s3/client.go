@@ -13,7 +13,11 @@
 // Every object is written with one conditional PutObject (If-None-Match: *)
 // carrying its SHA-256 three times: as the signed payload hash and as the S3
 // checksum, which the server verifies, and as the user metadata "sha256",
-// which whole-object reads verify. Objects are never overwritten.
+// which whole-object reads verify. Objects larger than Config.PartSize go
+// up as a multipart upload instead, each part streamed and checksummed the
+// same way, completed with If-None-Match: * and aborted on failure. Objects
+// are never overwritten. A request during which no byte moves for
+// Config.IdleTimeout is retried, and a read that fails mid-body resumes.
 //
 // # Credentials
 //
@@ -80,6 +84,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
@@ -99,6 +104,8 @@ type Client struct {
 	signer   *v4.Signer
 	region   string
 	attempts int
+	idle     time.Duration // see Config.IdleTimeout
+	partSize int64         // see Config.PartSize
 
 	// Requests go to scheme://host/path, where path (rawPath escaped)
 	// ends in "/bucket" with path-style addressing; else host starts
@@ -157,6 +164,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		signer:   v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true }),
 		region:   region,
 		attempts: cmp.Or(cfg.MaxAttempts, DefaultMaxAttempts),
+		idle:     cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout),
+		partSize: cmp.Or(cfg.PartSize, DefaultPartSize),
 		bucket:   cfg.Bucket,
 	}
 	if cfg.Prefix != "" {

@@ -32,9 +32,26 @@ const (
 	DefaultIdleConnTimeout       = 90 * time.Second
 	DefaultMaxIdleConnsPerHost   = 4
 
-	// MaxObjectSize is the largest object Put stores: the limit of a single
-	// PutObject request.
-	MaxObjectSize = 5 << 30
+	// DefaultIdleTimeout is how long a request may go without moving a
+	// byte, when Config.IdleTimeout is 0.
+	DefaultIdleTimeout = 30 * time.Second
+
+	// DefaultPartSize is the part size of multipart uploads when
+	// Config.PartSize is 0: objects larger than this go up in parts.
+	DefaultPartSize = 64 << 20
+
+	// MinPartSize and MaxPartSize bound Config.PartSize: S3's limits on
+	// the parts of a multipart upload but the last.
+	MinPartSize = 5 << 20
+	MaxPartSize = 5 << 30
+
+	// MaxParts is the most parts of a multipart upload. Put uses parts
+	// larger than Config.PartSize when an object needs more.
+	MaxParts = 10000
+
+	// MaxObjectSize is the largest object Put stores: the limit of a
+	// multipart upload.
+	MaxObjectSize = 5 << 40
 )
 
 // Environment variables [New] reads, in order, when Config.Endpoint is
@@ -87,6 +104,19 @@ type Config struct {
 	// errors, 5xx, throttling and request timeouts are retried.
 	MaxAttempts int
 
+	// IdleTimeout fails an attempt at a request when no byte of it moves
+	// for this long: none of the request body is sent, no response
+	// arrives, none of the response body is received. The attempt is then
+	// retried like a network error, and a read of an object resumes where
+	// it stopped. 0 means [DefaultIdleTimeout].
+	IdleTimeout time.Duration
+
+	// PartSize is the size of the parts of a multipart upload, which Put
+	// uses for objects larger than PartSize: between [MinPartSize] and
+	// [MaxPartSize], or 0 for [DefaultPartSize]. A Put holds no part in
+	// memory, whatever the size.
+	PartSize int64
+
 	// HTTPClient sends the requests. If nil, New builds one with the
 	// Default* timeouts. It also fetches credentials from STS and the
 	// container and instance metadata endpoints. A custom client must be
@@ -123,6 +153,12 @@ func (c Config) validate() error {
 	}
 	if c.MaxAttempts < 0 {
 		return fmt.Errorf("MaxAttempts %d: negative", c.MaxAttempts)
+	}
+	if c.IdleTimeout < 0 {
+		return fmt.Errorf("IdleTimeout %v: negative", c.IdleTimeout)
+	}
+	if c.PartSize != 0 && (c.PartSize < MinPartSize || c.PartSize > MaxPartSize) {
+		return fmt.Errorf("PartSize %d: want %d (5 MiB) to %d (5 GiB), or 0 for the default", c.PartSize, MinPartSize, MaxPartSize)
 	}
 	return nil
 }
@@ -194,9 +230,10 @@ func validEndpoint(e string) error {
 
 // ParseURL parses a replica URL of the form
 //
-//	s3://bucket[/prefix][?endpoint=URL&region=R&path-style=true]
+//	s3://bucket[/prefix][?endpoint=URL&region=R&path-style=true&idle-timeout=D&part-size=N]
 //
-// into a validated Config. Slashes around the prefix are dropped.
+// into a validated Config. idle-timeout is a Go duration ("30s"); part-size
+// is a number of bytes with an optional suffix KiB, MiB or GiB ("64MiB"). Slashes around the prefix are dropped.
 // Credentials are not accepted in the URL.
 func ParseURL(s string) (Config, error) {
 	u, err := url.Parse(s)
@@ -245,8 +282,16 @@ func ParseURL(s string) (Config, error) {
 			if c.PathStyle, err = strconv.ParseBool(v); err != nil {
 				return bad(fmt.Errorf("path-style=%q: want true or false", v))
 			}
+		case "idle-timeout":
+			if c.IdleTimeout, err = time.ParseDuration(v); err != nil || c.IdleTimeout <= 0 {
+				return bad(fmt.Errorf("idle-timeout=%q: want a positive duration such as 30s", v))
+			}
+		case "part-size":
+			if c.PartSize, err = parseSize(v); err != nil {
+				return bad(fmt.Errorf("part-size=%q: %w", v, err))
+			}
 		default:
-			return bad(fmt.Errorf("unknown parameter %q (want endpoint, region or path-style)", k))
+			return bad(fmt.Errorf("unknown parameter %q (want endpoint, region, path-style, idle-timeout or part-size)", k))
 		}
 	}
 	if err := c.validate(); err != nil {
@@ -272,9 +317,47 @@ func (c Config) String() string {
 	if c.PathStyle {
 		q.Set("path-style", "true")
 	}
+	if c.IdleTimeout != 0 {
+		q.Set("idle-timeout", c.IdleTimeout.String())
+	}
+	if c.PartSize != 0 {
+		q.Set("part-size", formatSize(c.PartSize))
+	}
 	u.RawQuery = q.Encode()
 	return u.String()
 }
 
 // GoString is String, so that %#v does not print the secret access key.
 func (c Config) GoString() string { return c.String() }
+
+// sizeUnits are the suffixes of part-size, largest first.
+var sizeUnits = []struct {
+	suffix string
+	n      int64
+}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}}
+
+// parseSize parses a positive number of bytes with an optional binary unit.
+func parseSize(s string) (int64, error) {
+	unit := int64(1)
+	for _, u := range sizeUnits {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, unit = num, u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > MaxPartSize/unit {
+		return 0, errors.New("want a size such as 64MiB")
+	}
+	return n * unit, nil
+}
+
+// formatSize formats n for parseSize, in the largest unit that divides it.
+func formatSize(n int64) string {
+	for _, u := range sizeUnits {
+		if n%u.n == 0 {
+			return strconv.FormatInt(n/u.n, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}

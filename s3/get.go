@@ -24,8 +24,13 @@ import (
 // [replicate.ErrChecksum]. A range that runs past the end of the object is
 // an error matching [io.ErrUnexpectedEOF], from Get or from the reader, as
 // is a body that ends early. A missing key is an error matching
-// [replicate.ErrNotExist]. Reads are not retried: a failed read is for the
-// caller to retry.
+// [replicate.ErrNotExist].
+//
+// A read that fails mid-body (a reset, a stall past Config.IdleTimeout, a
+// body cut short) resumes: the reader asks for the rest of the range with
+// If-Match on the object's ETag, up to Config.MaxAttempts times in a row
+// without progress, and the SHA-256 check covers every byte read. An
+// object replaced meanwhile fails the read.
 func (c *Client) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	rc, err := c.get(ctx, key, off, n)
 	if err != nil {
@@ -73,7 +78,7 @@ func (c *Client) get(ctx context.Context, key string, off, n int64) (io.ReadClos
 	if err != nil {
 		return nil, err
 	}
-	r := &reader{ctx: ctx, key: key, body: resp.Body, want: n}
+	r := &reader{ctx: ctx, c: c, key: key, body: resp.Body, want: n, off: off, etag: resp.Header.Get("ETag")}
 	if n < 0 {
 		r.want = resp.ContentLength // -1 if unknown
 	}
@@ -112,10 +117,15 @@ func storedSHA256(h http.Header) (sum, source string) {
 // is set, checking their SHA-256 against sum at EOF.
 type reader struct {
 	ctx  context.Context
+	c    *Client
 	key  string
 	body io.ReadCloser
 	want int64 // bytes expected, or -1 if unknown
 	got  int64 // bytes read
+	off  int64 // offset of the first byte in the object
+
+	etag     string // of the object read, for resuming; "": no resuming
+	failures int    // in a row, without a byte read in between
 
 	h      hash.Hash // nil: no verification
 	sum    string    // hex
@@ -136,6 +146,18 @@ func (r *reader) Read(p []byte) (int, error) {
 	if r.h != nil {
 		r.h.Write(p[:n])
 	}
+	if n > 0 {
+		r.failures = 0
+	}
+	if r.want >= 0 && r.got == r.want && err != nil && err != io.EOF {
+		err = io.EOF // all there: the connection failed after the body
+	}
+	if r.resumable(err) {
+		err = r.resume(err)
+		if err == nil && n == 0 {
+			return r.Read(p)
+		}
+	}
 	switch {
 	case r.want >= 0 && r.got > r.want:
 		err = fmt.Errorf("s3: get %s: body longer than %d bytes", r.key, r.want)
@@ -153,6 +175,52 @@ func (r *reader) Read(p []byte) (int, error) {
 	}
 	r.err = err
 	return n, err
+}
+
+// resumable reports whether the read failed with err can go on with a new
+// request for the rest of the range.
+func (r *reader) resumable(err error) bool {
+	switch {
+	case err == nil, r.etag == "", r.ctx.Err() != nil:
+		return false
+	case err == io.EOF:
+		return r.want >= 0 && r.got < r.want // cut short
+	}
+	return true
+}
+
+// resume replaces the body of a read that failed with cause by the rest of
+// the range, after a backoff, and returns nil; or returns the error that
+// ends the read.
+func (r *reader) resume(cause error) error {
+	r.failures++
+	if r.failures >= r.c.attempts {
+		return cause
+	}
+	r.body.Close()
+	r.body = http.NoBody
+	if err := sleep(r.ctx, backoff(r.failures)); err != nil {
+		return err
+	}
+	from := r.off + r.got
+	rng := "bytes=" + strconv.FormatInt(from, 10) + "-"
+	if r.want >= 0 {
+		rng += strconv.FormatInt(r.off+r.want-1, 10)
+	}
+	h := http.Header{"Range": {rng}, "If-Match": {r.etag}}
+	resp, err := r.c.do(r.ctx, &request{method: http.MethodGet, key: r.c.key(r.key), header: h, payload: emptySHA256})
+	if err != nil {
+		if errCode(err) == "PreconditionFailed" {
+			return fmt.Errorf("resume at byte %d: object replaced during the read (ETag no longer %s): %w", from, r.etag, err)
+		}
+		return fmt.Errorf("resume at byte %d after %w: %w", from, cause, err)
+	}
+	if cr := resp.Header.Get("Content-Range"); !strings.HasPrefix(cr, "bytes "+strconv.FormatInt(from, 10)+"-") {
+		resp.Body.Close()
+		return fmt.Errorf("resume: asked for %s, got Content-Range %q", rng, cr)
+	}
+	r.body = resp.Body
+	return nil
 }
 
 func (r *reader) Close() error {

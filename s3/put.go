@@ -22,7 +22,15 @@ import (
 // payload hash and the S3 checksum, rewinding r for each retry. When the key
 // exists (HTTP 412, also on a retry after an attempt that the server did
 // store), Put compares SHA-256s: equal is success, different is an error
-// matching [replicate.ErrExists]. Objects over [MaxObjectSize] are refused.
+// matching [replicate.ErrExists].
+//
+// Objects larger than Config.PartSize go up in a multipart upload instead:
+// the first read of r also hashes each part, each part is sent straight
+// from r (seeking to it) with its SHA-256 as the payload hash and the S3
+// checksum, and CompleteMultipartUpload is conditional (If-None-Match: *)
+// too. A key that already holds the content is found before any part is
+// sent. Any failure, ctx canceled included, aborts the upload. Objects
+// over [MaxObjectSize] are refused.
 func (c *Client) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
 	return c.wrap(ctx, "put", key, c.put(ctx, key, r, size, meta))
 }
@@ -37,17 +45,27 @@ func (c *Client) put(ctx context.Context, key string, r io.ReadSeeker, size int6
 	if err := checkMeta(meta); err != nil {
 		return err
 	}
-	var sum [sha256.Size]byte
-	if err := hashContent(ctx, r, size, &sum); err != nil {
-		return err
-	}
-	hexSum := hex.EncodeToString(sum[:])
 	h := make(http.Header, len(meta)+4)
 	for k, v := range meta {
 		if k != replicate.MetaSHA256 {
 			h.Set(metaHeader+k, v)
 		}
 	}
+	if size > c.partSize {
+		partSize := c.partSizeFor(size)
+		sum, parts, err := hashParts(ctx, r, size, partSize)
+		if err != nil {
+			return err
+		}
+		hexSum := hex.EncodeToString(sum[:])
+		h["X-Amz-Meta-Sha256"] = []string{hexSum}
+		return c.putMultipart(ctx, key, r, size, partSize, h, hexSum, parts)
+	}
+	var sum [sha256.Size]byte
+	if err := hashContent(ctx, r, size, &sum); err != nil {
+		return err
+	}
+	hexSum := hex.EncodeToString(sum[:])
 	h["X-Amz-Meta-Sha256"] = []string{hexSum}
 	h["X-Amz-Checksum-Sha256"] = []string{base64.StdEncoding.EncodeToString(sum[:])}
 	h["If-None-Match"] = []string{"*"}

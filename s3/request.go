@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,6 +43,11 @@ type request struct {
 	body    io.ReadSeeker
 	size    int64
 	payload string
+
+	// buffer reads a 2xx answer's body whole (up to maxListBody) before
+	// do returns, so that a failure mid-body is retried. Requests on the
+	// bucket (key "") always do: their answers are bounded XML documents.
+	buffer bool
 
 	// settled, if set, runs before a retry that follows a network error
 	// (the attempt may have taken effect, its answer lost): an error ends
@@ -99,9 +106,13 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, error) {
 	for attempt := 1; ; attempt++ {
 		resp, err := c.send(ctx, r, attempt)
 		if err == nil && resp.StatusCode/100 == 2 {
-			return resp, nil
-		}
-		if err == nil {
+			if !r.buffer && r.key != "" {
+				return resp, nil
+			}
+			if err = bufferBody(resp); err == nil {
+				return resp, nil
+			}
+		} else if err == nil {
 			err = readError(resp)
 		}
 		if attempt >= c.attempts || !retryable(err) || ctx.Err() != nil {
@@ -158,6 +169,15 @@ func (c *Client) send(ctx context.Context, r *request, attempt int) (*http.Respo
 	if err := c.signer.SignHTTP(ctx, creds, req, r.payload, "s3", c.region, time.Now()); err != nil {
 		return nil, err
 	}
+	// The attempt fails when no byte moves for c.idle: the watchdog
+	// cancels it, unless the body or the response kicks it in time.
+	actx, cancel := context.WithCancelCause(ctx)
+	w := &watchdog{idle: c.idle, cancel: cancel}
+	w.t = time.AfterFunc(c.idle, w.fire)
+	req = req.WithContext(actx)
+	if b != nil {
+		b.kick = w.kick
+	}
 	resp, err := c.http.Do(req)
 	if b != nil {
 		// The transport may still be reading the body after an early
@@ -165,9 +185,95 @@ func (c *Client) send(ctx context.Context, r *request, attempt int) (*http.Respo
 		b.Close()
 	}
 	if err != nil {
+		w.stop()
+		if idle := w.stalled(); idle != nil && ctx.Err() == nil {
+			err = idle
+		}
 		return nil, &sendError{err}
 	}
+	w.kick()
+	resp.Body = &respBody{rc: resp.Body, w: w}
 	return resp, nil
+}
+
+// idleError fails an attempt at a request during which no byte moved for
+// too long.
+type idleError struct{ d time.Duration }
+
+func (e *idleError) Error() string { return fmt.Sprintf("no byte moved for %v", e.d) }
+
+// Timeout reports true: an idleError is a timeout, as net.Error has it.
+func (e *idleError) Timeout() bool { return true }
+
+// watchdog cancels an attempt at a request when it is not kicked for idle.
+type watchdog struct {
+	t      *time.Timer
+	idle   time.Duration
+	cancel context.CancelCauseFunc
+	fired  atomic.Bool
+}
+
+func (w *watchdog) fire() {
+	w.fired.Store(true)
+	w.cancel(&idleError{w.idle})
+}
+
+// kick restarts the idle period: a byte moved.
+func (w *watchdog) kick() { w.t.Reset(w.idle) }
+
+// stop ends the attempt's context, whose response is done with.
+func (w *watchdog) stop() {
+	w.t.Stop()
+	w.cancel(nil)
+}
+
+// stalled returns the error of an attempt that the watchdog ended, or nil.
+func (w *watchdog) stalled() error {
+	if !w.fired.Load() {
+		return nil
+	}
+	return &idleError{w.idle}
+}
+
+// respBody is a response body that kicks the watchdog of its attempt as
+// bytes arrive, and stops it when closed.
+type respBody struct {
+	rc io.ReadCloser
+	w  *watchdog
+}
+
+func (b *respBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.w.kick()
+	}
+	if err != nil && err != io.EOF {
+		if idle := b.w.stalled(); idle != nil {
+			err = idle
+		}
+	}
+	return n, err
+}
+
+func (b *respBody) Close() error {
+	err := b.rc.Close()
+	b.w.stop()
+	return err
+}
+
+// bufferBody replaces the body of resp by its content, read whole; a
+// failure to read it is a *sendError.
+func bufferBody(resp *http.Response) error {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxListBody+1))
+	resp.Body.Close()
+	if err != nil {
+		return &sendError{fmt.Errorf("read response: %w", err)}
+	}
+	if len(b) > maxListBody {
+		return fmt.Errorf("response body over %d bytes", maxListBody)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return nil
 }
 
 // retryable reports whether a request that failed with err may succeed if
@@ -224,6 +330,7 @@ type body struct {
 	r      io.Reader
 	n      int64 // bytes left
 	closed bool
+	kick   func() // called as bytes are read, or nil
 }
 
 func (b *body) Read(p []byte) (int, error) {
@@ -240,6 +347,9 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 	n, err := b.r.Read(p)
 	b.n -= int64(n)
+	if n > 0 && b.kick != nil {
+		b.kick()
+	}
 	if err == io.EOF && b.n > 0 {
 		err = io.ErrUnexpectedEOF
 	}

@@ -100,6 +100,12 @@ type Rule struct {
 	At      int64         // body offset for StallRequest, StallResponse, Truncate, Corrupt
 	Stall   time.Duration // for StallRequest, StallResponse
 	Latency time.Duration // added before the request is handled
+
+	// OnFire, if set, runs when the rule fires, before its fault: a test
+	// can act at the moment a given request arrives (its own requests to
+	// the server do not go through the proxy). The request waits for it,
+	// and its client sees no byte meanwhile.
+	OnFire func()
 }
 
 // rule is a Rule with its counters, guarded by Proxy.mu.
@@ -254,6 +260,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	if ru == nil {
 		p.rp.ServeHTTP(w, r)
 		return
+	}
+	if ru.OnFire != nil {
+		ru.OnFire()
 	}
 	if ru.Latency > 0 && !p.wait(r.Context(), ru.Latency) {
 		return

@@ -78,7 +78,8 @@ func TestProxy_Forwards(t *testing.T) {
 
 func TestProxy_Status(t *testing.T) {
 	p, n := upstream(t)
-	p.Add(faultproxy.Rule{Fault: faultproxy.Status, After: 1, Times: 2})
+	var fired atomic.Int32
+	p.Add(faultproxy.Rule{Fault: faultproxy.Status, After: 1, Times: 2, OnFire: func() { fired.Add(1) }})
 	var got []int
 	for range 4 {
 		b, status, err := get(t, p, "/k")
@@ -93,8 +94,8 @@ func TestProxy_Status(t *testing.T) {
 	if want := []int{200, 503, 503, 200}; !slices.Equal(got, want) {
 		t.Fatalf("statuses %v, want %v", got, want)
 	}
-	if got, want := n.Load(), int32(2); got != want {
-		t.Fatalf("upstream got %d requests, want %d", got, want)
+	if got, want := n.Load(), int32(2); got != want || fired.Load() != 2 {
+		t.Fatalf("upstream got %d requests, want %d; OnFire ran %d times, want 2", got, want, fired.Load())
 	}
 	p.Clear()
 	p.Add(faultproxy.Rule{Fault: faultproxy.Status, Status: 500})
