@@ -215,7 +215,17 @@ func (d *DB) uploadBacklog(ctx context.Context) (int, error) {
 		}
 		key := ltxKey(d.name, rec.level, rec.minTXID, rec.maxTXID)
 		meta := map[string]string{MetaTimestamp: rec.ts.Format(time.RFC3339Nano)}
-		if err := d.r.store.Put(ctx, key, rd, rec.size, meta); err != nil {
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if n == 0 {
+			// The first upload probes a target that failed: bounded, so
+			// that a target that swallows requests (a black hole: no
+			// reset, no answer) holds the database's sync for a bounded
+			// time per attempt, its own retries included.
+			pctx, cancel = context.WithTimeout(ctx, probeTimeout(rec.size))
+		}
+		err = d.r.store.Put(pctx, key, rd, rec.size, meta)
+		cancel()
+		if err != nil {
 			return n, fmt.Errorf("upload %s: %w", key, err)
 		}
 		n++
@@ -228,6 +238,12 @@ func (d *DB) uploadBacklog(ctx context.Context) (int, error) {
 		d.mu.unlock()
 	}
 	return n, nil
+}
+
+// probeTimeout bounds the first upload of size bytes to a target that
+// failed: 15 s, plus a second per MiB.
+func probeTimeout(size int64) time.Duration {
+	return 15*time.Second + time.Duration(size>>20)*time.Second
 }
 
 // wentOffline handles a failed upload: everything captured goes to the
@@ -318,11 +334,33 @@ func (d *DB) overflow(seg *segment, err error) {
 	d.releasePin()
 }
 
-// waitingForTarget reports whether a broken chain should wait for the next
-// upload attempt before its snapshot is taken: while the target does not
-// take uploads, a snapshot would only fill the spool again.
+// waitingForTarget reports whether a broken chain waits for the target
+// before its snapshot is taken: after a spool overflow, a snapshot would
+// only fill the spool again. The probe at the start of a sync (see
+// uploadPending) ends the wait.
 func (d *DB) waitingForTarget() bool {
-	return d.bl.offline() && d.bl.n == 0 && !d.tryNow && time.Now().Before(d.bl.retry)
+	return d.bl.offline() && d.bl.n == 0
+}
+
+// probe asks the target for an object (a snapshot key that need not
+// exist), bounded like the first upload to a failing target.
+func (d *DB) probe(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout(0))
+	defer cancel()
+	_, err := d.r.store.Head(pctx, snapshotKey(d.name, d.txid+1))
+	if errors.Is(err, ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// pendingLen returns the number of captured segments not uploaded.
+func (d *DB) pendingLen(ctx context.Context) int {
+	if err := d.mu.lock(context.WithoutCancel(ctx)); err != nil {
+		return 0
+	}
+	defer d.mu.unlock()
+	return len(d.pending)
 }
 
 // backOnline records that the target took an upload again, with the

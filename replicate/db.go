@@ -332,7 +332,7 @@ func (d *DB) syncLocked(ctx context.Context, st *syncState) error {
 		// While the target does not take uploads, the sync goes on
 		// locally: what it captures goes to the backlog (*offlineError).
 		var off *offlineError
-		if err := d.uploadPending(ctx); err != nil && !errors.As(err, &off) {
+		if err := d.uploadPending(ctx, false); err != nil && !errors.As(err, &off) {
 			return err
 		}
 		if err := d.resume(ctx); err != nil {
@@ -352,7 +352,7 @@ func (d *DB) syncLocked(ctx context.Context, st *syncState) error {
 				return err
 			}
 		case stepDone:
-			return d.uploadPending(ctx)
+			return d.uploadPending(ctx, true)
 		}
 	}
 }

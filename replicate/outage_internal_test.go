@@ -51,7 +51,7 @@ func (f *fixture) syncOffline() {
 	err := f.r.Sync(f.ctx)
 	var off *offlineError
 	if !errors.As(err, &off) || !errors.Is(err, errTargetDown) {
-		f.t.Fatalf("sync during the outage: %v, want the outage reported", err)
+		f.t.Fatalf("sync during the outage: %v, want the outage reported\n%s", err, f.log)
 	}
 }
 

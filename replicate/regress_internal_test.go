@@ -394,6 +394,13 @@ func (s *downStore) Get(ctx context.Context, key string, off, n int64) (io.ReadC
 	return s.Storage.Get(ctx, key, off, n)
 }
 
+func (s *downStore) Head(ctx context.Context, key string) (ObjectInfo, error) {
+	if s.down.Load() {
+		return ObjectInfo{}, errTargetDown
+	}
+	return s.Storage.Head(ctx, key)
+}
+
 func (s *downStore) List(ctx context.Context, prefix, startAfter string) iter.Seq2[ObjectInfo, error] {
 	if s.down.Load() {
 		return func(yield func(ObjectInfo, error) bool) { yield(ObjectInfo{}, errTargetDown) }

@@ -387,5 +387,5 @@ func (d *DB) Snapshot(ctx context.Context) error {
 	if err := d.snapshot(ctx); err != nil {
 		return err
 	}
-	return d.uploadPending(ctx)
+	return d.uploadPending(ctx, true)
 }

@@ -15,10 +15,22 @@ import (
 //
 // While the target does not take uploads (degraded mode, backlog.go), what
 // is captured goes to the backlog instead and the result is an
-// *offlineError; the backlog is uploaded first once an attempt is due.
-func (d *DB) uploadPending(ctx context.Context) error {
+// *offlineError. Only the last call of a sync (last) tries the target
+// again, once an attempt is due, uploading the backlog first: the local
+// work of the sync (capture, hand-over) never waits for a failing target.
+func (d *DB) uploadPending(ctx context.Context, last bool) error {
 	if d.bl.offline() {
-		if time.Now().Before(d.bl.retry) && !d.tryNow {
+		due := d.tryNow || !time.Now().Before(d.bl.retry)
+		if due && d.bl.n == 0 && d.pendingLen(ctx) == 0 {
+			// Nothing kept (the spool overflowed): a cheap probe tells
+			// whether the target is back, before any snapshot is taken.
+			if err := d.probe(ctx); err != nil {
+				return d.wentOffline(ctx, err)
+			}
+			d.backOnline()
+			return nil
+		}
+		if !last || !due {
 			return d.spoolPending(ctx)
 		}
 		if n, err := d.uploadBacklog(ctx); err != nil {
