@@ -27,6 +27,8 @@ type watchOptions struct {
 	checkpointFrames int
 	concurrency      int
 	spoolDir         string
+	leaseTTL         time.Duration
+	takeover         bool
 	keepCodePages    bool
 }
 
@@ -40,6 +42,8 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.checkpointFrames, "checkpoint-frames", replicate.DefaultCheckpointFrames, "restart the WAL once it holds this many replicated frames")
 	f.IntVar(&o.concurrency, "concurrency", replicate.DefaultConcurrency, "databases uploaded at the same time")
 	f.StringVar(&o.spoolDir, "spool-dir", "", "directory for segments too large to keep in memory (default: the system temp dir)")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", replicate.DefaultLeaseTTL, "a database's lease in the target expires this long after its last upload; another process may then take it over")
+	f.BoolVar(&o.takeover, "takeover", false, "take over databases whose lease another process holds (when that process is known to be gone)")
 	f.BoolVar(&o.keepCodePages, "keep-code-pages", false, "do not release start-up code pages after the first sync (for measurements)")
 	f.MarkHidden("keep-code-pages")
 }
@@ -58,6 +62,8 @@ func (o *watchOptions) validate(args []string) error {
 		return errors.New("watch: --checkpoint-frames must be positive")
 	case o.concurrency <= 0:
 		return errors.New("watch: --concurrency must be positive")
+	case o.leaseTTL < time.Minute:
+		return errors.New("watch: --lease-ttl must be at least 1m")
 	}
 	return nil
 }
@@ -76,6 +82,8 @@ func (o *watchOptions) replicateOptions(log *slog.Logger) replicate.Options {
 		CheckpointFrames: o.checkpointFrames,
 		Concurrency:      o.concurrency,
 		SpoolDir:         o.spoolDir,
+		LeaseTTL:         o.leaseTTL,
+		Takeover:         o.takeover,
 		Logger:           log,
 	}
 }
@@ -121,6 +129,9 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 	for _, p := range args {
 		if _, err := r.Add(ctx, p, o.name); err != nil {
 			r.Close()
+			if errors.Is(err, replicate.ErrLeased) {
+				return fmt.Errorf("%w (stop that process, or pass --takeover if it is gone)", err)
+			}
 			return err
 		}
 	}
