@@ -89,6 +89,17 @@ type Options struct {
 	// Default: what the open-file limit allows, keeping 1,024 in reserve.
 	MaxPinned int
 
+	// LeaseTTL is how long a database's lease in the target lasts after
+	// its last renewal: another process may take the database over once
+	// its holder has not uploaded it for this long (see [ErrLeased]).
+	// Negative: no lease (the caller fences writers itself).
+	LeaseTTL time.Duration
+
+	// Takeover makes Add take a database's lease even while another
+	// process holds it; that process stops replicating the database at its
+	// next renewal. For a holder known to be gone.
+	Takeover bool
+
 	// Logger receives the engine's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -117,6 +128,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxPinned <= 0 {
 		o.MaxPinned = defaultMaxPinned()
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = DefaultLeaseTTL
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = DefaultShutdownTimeout
@@ -173,6 +187,7 @@ type Replicator struct {
 	log   *slog.Logger
 	sched *scheduler
 	watch *watcher
+	fence *fence // nil: no leases
 	stats stats
 
 	mu     sync.Mutex
@@ -203,12 +218,19 @@ func New(store Storage, opts Options) *Replicator {
 	}
 	r.sched = newScheduler(opts.SyncInterval, opts.Concurrency, r.log)
 	r.watch = newWatcher(r)
+	if opts.LeaseTTL > 0 {
+		r.fence = newFence(store, opts.LeaseTTL, opts.Takeover, r.log)
+		r.fence.onLost = r.forgetName
+		r.store = fencedStore{Storage: store, f: r.fence}
+	}
 	return r
 }
 
 // Add starts replicating the database at path under name ("" selects the
-// default, [NameFromPath]). It checks the file, pins its WAL and works out
-// where replication resumes; the first upload happens in [Replicator.Run]
+// default, [NameFromPath]). It checks the file and that the target can hold
+// the name's keys (an error matching [ErrBadName]), pins the WAL and takes
+// the database's lease in the target (an error matching [ErrLeased] while
+// another process holds it); the first upload happens in [Replicator.Run]
 // or [Replicator.Sync]. Adding a second database under a name already in
 // use is an error, as is adding the same file twice.
 func (r *Replicator) Add(ctx context.Context, path, name string) (*DB, error) {
@@ -227,6 +249,9 @@ func (r *Replicator) add(ctx context.Context, abs, name string, app *appState, v
 		name, err = NameFromPath(abs)
 	} else {
 		name, err = CleanName(name)
+	}
+	if err == nil {
+		err = checkName(r.store, name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("add %s: %w", abs, err)
@@ -249,9 +274,21 @@ func (r *Replicator) add(ctx context.Context, abs, name string, app *appState, v
 		r.remove(d)
 		return nil, fmt.Errorf("add %s: %w", abs, err)
 	}
+	if r.fence != nil {
+		if err := r.fence.acquire(ctx, name); err != nil {
+			r.remove(d)
+			d.close()
+			var le *LeaseError
+			if errors.As(err, &le) {
+				le.Name = name
+			}
+			return nil, fmt.Errorf("add %s: %w", abs, err)
+		}
+	}
 	if err := r.watch.add(d); err != nil {
 		r.remove(d)
 		d.close()
+		r.releaseLease(d.name)
 		return nil, fmt.Errorf("add %s: %w", abs, err)
 	}
 	r.sched.notify(d)
@@ -312,6 +349,30 @@ func (r *Replicator) forget(d *DB) {
 	if err := d.close(); err != nil {
 		r.log.Warn("release database", "path", d.path, "error", err)
 	}
+	r.releaseLease(d.name)
+}
+
+// forgetName stops replicating the database named name, once its sync in
+// progress (if any) returns: another process took over its lease.
+func (r *Replicator) forgetName(name string) {
+	r.mu.Lock()
+	d := r.byName[name]
+	r.mu.Unlock()
+	if d != nil {
+		r.forget(d)
+	}
+}
+
+// releaseLease gives up the lease of name, bounded by ShutdownTimeout.
+func (r *Replicator) releaseLease(name string) {
+	if r.fence == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.opts.ShutdownTimeout)
+	defer cancel()
+	if err := r.fence.release(ctx, name); err != nil {
+		r.log.Warn("release lease", "db", name, "error", err)
+	}
 }
 
 // DBs returns the databases being replicated.
@@ -367,12 +428,18 @@ func (r *Replicator) flushAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Close releases every database's locks and the inotify watcher. It does
-// not upload anything; call Sync first.
+// Close releases every database's locks, its lease in the target (two
+// small requests per database, bounded by Options.ShutdownTimeout) and the
+// inotify watcher. It uploads nothing; call Sync first.
 func (r *Replicator) Close() error {
 	var errs []error
 	for _, d := range r.DBs() {
 		errs = append(errs, d.close())
+	}
+	if r.fence != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), r.opts.ShutdownTimeout)
+		errs = append(errs, r.fence.releaseAll(ctx, r.opts.Concurrency))
+		cancel()
 	}
 	errs = append(errs, r.watch.close())
 	return errors.Join(errs...)

@@ -32,7 +32,15 @@ var (
 	// ErrChecksum is returned when an object's content does not match the
 	// SHA-256 stored with it.
 	ErrChecksum = objstore.ErrChecksum
+
+	// ErrInvalidKey is returned for a key a backend cannot store.
+	ErrInvalidKey = objstore.ErrInvalidKey
 )
+
+// KeyChecker is a [Storage] that states which keys it can store; see
+// internal/objstore. Every backend of this module implements it, and
+// [Replicator.Add] uses it to refuse a name the target cannot hold.
+type KeyChecker = objstore.KeyChecker
 
 // MetaSHA256 is the user-metadata key (x-amz-meta-sha256 on S3) holding the
 // lower-case hex SHA-256 of an object's content.

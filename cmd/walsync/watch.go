@@ -28,6 +28,8 @@ type watchOptions struct {
 	concurrency      int
 	spoolDir         string
 	spoolMax         string
+	leaseTTL         time.Duration
+	takeover         bool
 	keepCodePages    bool
 }
 
@@ -42,6 +44,8 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.concurrency, "concurrency", replicate.DefaultConcurrency, "databases uploaded at the same time")
 	f.StringVar(&o.spoolDir, "spool-dir", "", "directory for segments too large to keep in memory (default: the system temp dir)")
 	f.StringVar(&o.spoolMax, "spool-max", "", "disk space for changes the target does not take during an outage, e.g. 2GiB (default: a quarter of the spool dir's free space)")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", replicate.DefaultLeaseTTL, "a database's lease in the target expires this long after its last upload; another process may then take it over")
+	f.BoolVar(&o.takeover, "takeover", false, "take over databases whose lease another process holds (when that process is known to be gone)")
 	f.BoolVar(&o.keepCodePages, "keep-code-pages", false, "do not release start-up code pages after the first sync (for measurements)")
 	f.MarkHidden("keep-code-pages")
 }
@@ -60,6 +64,8 @@ func (o *watchOptions) validate(args []string) error {
 		return errors.New("watch: --checkpoint-frames must be positive")
 	case o.concurrency <= 0:
 		return errors.New("watch: --concurrency must be positive")
+	case o.leaseTTL < time.Minute:
+		return errors.New("watch: --lease-ttl must be at least 1m")
 	}
 	if _, err := parseSize(o.spoolMax); err != nil {
 		return fmt.Errorf("watch: --spool-max: %w", err)
@@ -83,6 +89,8 @@ func (o *watchOptions) replicateOptions(log *slog.Logger) replicate.Options {
 		Concurrency:      o.concurrency,
 		SpoolDir:         o.spoolDir,
 		SpoolMax:         spoolMax,
+		LeaseTTL:         o.leaseTTL,
+		Takeover:         o.takeover,
 		Logger:           log,
 	}
 }
@@ -128,6 +136,9 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 	for _, p := range args {
 		if _, err := r.Add(ctx, p, o.name); err != nil {
 			r.Close()
+			if errors.Is(err, replicate.ErrLeased) {
+				return fmt.Errorf("%w (stop that process, or pass --takeover if it is gone)", err)
+			}
 			return err
 		}
 	}

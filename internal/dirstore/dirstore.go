@@ -15,11 +15,13 @@
 // together or not at all. The file system must support user extended
 // attributes (ext4, xfs, btrfs, tmpfs on Linux 6.6+); Open checks.
 //
-// Keys are never trusted as paths: a key that is empty, absolute, has an
-// empty path element or one starting with "." (so also "." and ".."), or
-// contains a backslash, a NUL byte or invalid UTF-8 is refused before the
-// disk is touched, and all file access goes through an [os.Root], so nothing
-// outside dir can be reached even through symbolic links.
+// Keys are never trusted as paths: a key that is empty, absolute, longer
+// than 4,095 bytes (PATH_MAX), has an empty, "." or ".." path element or one
+// longer than 255 bytes (NAME_MAX), or contains a backslash, a control
+// character or invalid UTF-8 is refused before the disk is touched
+// ([Store.CheckKey]), and all file access goes through an [os.Root], so
+// nothing outside dir can be reached even through symbolic links. Elements starting with a dot are ordinary names: a
+// database under /home/u/.local/share keeps the name its path gives it.
 //
 // Caveats: like a file system (and unlike S3) a key cannot be both an object
 // and a directory of objects ("a" and "a/b"). An object is never
@@ -46,8 +48,8 @@ import (
 // Errors returned by dirstore besides the [replicate.Storage] sentinels.
 var (
 	// ErrInvalidKey is returned for a key that cannot be mapped safely to a
-	// file below the store's directory.
-	ErrInvalidKey = errors.New("invalid key")
+	// file below the store's directory. It is [replicate.ErrInvalidKey].
+	ErrInvalidKey = replicate.ErrInvalidKey
 
 	// ErrInvalidMeta is returned by Put for user metadata that does not have
 	// lower-case keys and printable ASCII values.
@@ -61,7 +63,7 @@ var (
 // metaAttr is the extended attribute holding an object's metadata.
 const metaAttr = "user.walsync"
 
-var _ replicate.Storage = (*Store)(nil)
+var _ replicate.KeyChecker = (*Store)(nil)
 
 // Store is a [replicate.Storage] backed by a local directory. It is safe for
 // concurrent use by multiple goroutines.
@@ -138,6 +140,25 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Limits of Linux file systems: the longest file name (NAME_MAX) and the
+// longest relative path a system call takes (PATH_MAX less its NUL).
+const (
+	maxElem = 255
+	maxPath = 4095
+)
+
+// CheckKey returns nil if key maps to a file below the store's directory,
+// or an error matching [ErrInvalidKey] that says why not: the key is
+// empty, absolute, not UTF-8, longer than 4,095 bytes, holds a backslash or
+// a control character, or has an empty, "." or ".." element or one over 255
+// bytes. It touches nothing on disk.
+func (s *Store) CheckKey(key string) error {
+	if err := checkKey(key); err != nil {
+		return fmt.Errorf("dirstore: %w", err)
+	}
+	return nil
+}
+
 // checkKey reports why key cannot be used as a path below the root, or nil.
 func checkKey(key string) error {
 	switch {
@@ -145,17 +166,23 @@ func checkKey(key string) error {
 		return fmt.Errorf("%w: empty", ErrInvalidKey)
 	case !utf8.ValidString(key):
 		return fmt.Errorf("%w %q: not UTF-8", ErrInvalidKey, key)
-	case strings.ContainsAny(key, "\\\x00"):
-		return fmt.Errorf("%w %q: contains a backslash or NUL", ErrInvalidKey, key)
+	case len(key) > maxPath:
+		return fmt.Errorf("%w: %d bytes, over the file system's %d", ErrInvalidKey, len(key), maxPath)
+	case strings.ContainsRune(key, '\\'):
+		return fmt.Errorf("%w %q: contains a backslash", ErrInvalidKey, key)
+	case strings.ContainsFunc(key, isControl):
+		return fmt.Errorf("%w %q: contains a control character", ErrInvalidKey, key)
 	case strings.HasPrefix(key, "/"):
 		return fmt.Errorf("%w %q: absolute", ErrInvalidKey, key)
 	}
 	for elem := range strings.SplitSeq(key, "/") {
-		if elem == "" {
+		switch {
+		case elem == "":
 			return fmt.Errorf("%w %q: empty path element", ErrInvalidKey, key)
-		}
-		if elem[0] == '.' {
-			return fmt.Errorf("%w %q: path element %q starts with a dot", ErrInvalidKey, key, elem)
+		case elem == "." || elem == "..":
+			return fmt.Errorf("%w %q: path element %q", ErrInvalidKey, key, elem)
+		case len(elem) > maxElem:
+			return fmt.Errorf("%w %q: path element of %d bytes, over the file system's %d", ErrInvalidKey, key, len(elem), maxElem)
 		}
 	}
 	return nil
@@ -164,9 +191,14 @@ func checkKey(key string) error {
 // validName reports whether a directory entry name can be part of a key; it
 // is the per-element half of checkKey, used by List.
 func validName(name string) bool {
-	return name != "" && name[0] != '.' && utf8.ValidString(name) &&
-		!strings.ContainsAny(name, "\\\x00/")
+	return name != "" && name != "." && name != ".." && len(name) <= maxElem &&
+		utf8.ValidString(name) && !strings.ContainsAny(name, "\\/") &&
+		!strings.ContainsFunc(name, isControl)
 }
+
+// isControl reports whether r is a C0 control character (NUL included) or
+// DEL.
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // checkMeta enforces the [replicate.Storage] metadata rules: lower-case keys
 // made of letters, digits, '-' and '_', and printable ASCII values.

@@ -100,8 +100,8 @@ func put(t *testing.T, s *dirstore.Store, key, data string) {
 func TestStore_ErrInvalidKey(t *testing.T) {
 	s := open(t)
 	for _, key := range []string{
-		"", "/abs", "a/../b", "..", ".", "./a", "a/.", "a//b", "a/", ".meta/x", ".meta",
-		"a/.tmp-0123", "a\\b", "..\\x", "a\x00b", "\xff", "a/.hidden",
+		"", "/abs", "a/../b", "..", ".", "./a", "a/.", "a//b", "a/", "a\\b", "..\\x",
+		"a\x00b", "\xff", "a/line\nbreak", "a/" + strings.Repeat("x", 256) + "/b",
 	} {
 		ctx := t.Context()
 		data := strings.NewReader("x")
@@ -139,10 +139,13 @@ func TestStore_ErrInvalidMeta(t *testing.T) {
 	}
 }
 
-func TestStore_ListSkipsInternalFiles(t *testing.T) {
+// TestStore_ListSkipsInvalidNames: List yields files whose names are valid
+// key elements, dot-files included, and skips the others and symbolic
+// links.
+func TestStore_ListSkipsInvalidNames(t *testing.T) {
 	s := open(t)
 	put(t, s, "db/a", "a")
-	for _, name := range []string{".tmp-1234", "db/.tmp-5678", "db/.hidden", "back\\slash"} {
+	for _, name := range []string{".local", "db/.hidden", "back\\slash", "new\nline"} {
 		if err := os.WriteFile(filepath.Join(s.Dir(), name), nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -157,8 +160,23 @@ func TestStore_ListSkipsInternalFiles(t *testing.T) {
 		}
 		keys = append(keys, info.Key)
 	}
-	if got, want := strings.Join(keys, ","), "db/a"; got != want {
+	if got, want := strings.Join(keys, ","), ".local,db/.hidden,db/a"; got != want {
 		t.Fatalf("List=%s, want %s", got, want)
+	}
+}
+
+// TestStore_DotDirectory: a database under a dot-directory keeps the name
+// its path gives it; before, every upload failed with "path element
+// .local starts with a dot".
+func TestStore_DotDirectory(t *testing.T) {
+	s := open(t)
+	const key = "home/u/.local/share/app.db/0000/0000000000000001-0000000000000001.ltx"
+	if err := s.CheckKey(key); err != nil {
+		t.Fatalf("CheckKey(%q): %v", key, err)
+	}
+	put(t, s, key, "segment")
+	if _, err := os.Stat(filepath.Join(s.Dir(), filepath.FromSlash(key))); err != nil {
+		t.Fatalf("object not stored at its path: %v", err)
 	}
 }
 

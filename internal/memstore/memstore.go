@@ -34,7 +34,7 @@ import (
 	"github.com/walsync/walsync/internal/objstore"
 )
 
-var _ objstore.Storage = (*Store)(nil)
+var _ objstore.KeyChecker = (*Store)(nil)
 
 // Store is an in-memory [objstore.Storage]. It is safe for concurrent use by
 // multiple goroutines. The zero value is not usable; call [New].
@@ -89,10 +89,14 @@ func (s *Store) Keys(prefix string) []string {
 // [objstore.Storage] specifies: it refuses different content under an
 // existing key with an error matching [objstore.ErrExists], accepts the
 // same content again, and refuses metadata whose keys are not lower-case
-// letters, digits, '-' or '_' or whose values are not printable ASCII.
+// letters, digits, '-' or '_' or whose values are not printable ASCII, and
+// keys [Store.CheckKey] refuses.
 func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memstore: put %s: %w", key, err)
+	}
+	if err := s.CheckKey(key); err != nil {
+		return fmt.Errorf("memstore: put: %w", err)
 	}
 	if err := checkMeta(meta); err != nil {
 		return fmt.Errorf("memstore: put %s: %w", key, err)
@@ -123,6 +127,16 @@ func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64
 	}
 	s.puts++
 	s.objs[key] = object{data: b, meta: mt, mod: time.Now()}
+	return nil
+}
+
+// CheckKey accepts the keys every backend can store
+// ([objstore.CheckPortableKey]), so that the engine's tests fail on a key
+// some backend would refuse.
+func (s *Store) CheckKey(key string) error {
+	if err := objstore.CheckPortableKey(key); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
 	return nil
 }
 

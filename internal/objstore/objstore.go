@@ -14,9 +14,12 @@ package objstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"iter"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Storage is the object store that walsync replicates into. The s3 package
@@ -79,7 +82,83 @@ var (
 	// ErrChecksum is returned when an object's content does not match the
 	// SHA-256 stored with it.
 	ErrChecksum = errors.New("object checksum mismatch")
+
+	// ErrInvalidKey is returned by [KeyChecker.CheckKey] (and by backends
+	// that check keys on every call) for a key the backend cannot store.
+	ErrInvalidKey = errors.New("invalid key")
 )
+
+// KeyChecker is a [Storage] that states which keys it can store. The
+// engine asks once, when a database is added, about the longest keys it
+// will ever write for it, so that a name the backend refuses is a clear
+// start-up error instead of an upload that fails forever.
+//
+// Every backend implements it (the contract suite checks); decorators and
+// test doubles need not, as [CheckKey] looks through Unwrap and falls back
+// to [CheckPortableKey].
+type KeyChecker interface {
+	Storage
+
+	// CheckKey returns nil if Put, Get, Head, List and Delete work with
+	// key, or else an error matching [ErrInvalidKey] that says why. It
+	// sends no request and does not depend on what is stored.
+	CheckKey(key string) error
+}
+
+// Unwrapper is a [Storage] decorator that gives access to the Storage it
+// wraps.
+type Unwrapper interface {
+	Unwrap() Storage
+}
+
+// MaxKeyLen is the longest key, in bytes, that every backend can be
+// expected to store: S3's limit.
+const MaxKeyLen = 1024
+
+// CheckKey asks s, or the first Storage below it in a chain of
+// [Unwrapper]s that is a [KeyChecker], whether it can store key. A chain
+// without one is asked [CheckPortableKey].
+func CheckKey(s Storage, key string) error {
+	for s != nil {
+		if kc, ok := s.(KeyChecker); ok {
+			return kc.CheckKey(key)
+		}
+		u, ok := s.(Unwrapper)
+		if !ok {
+			break
+		}
+		s = u.Unwrap()
+	}
+	return CheckPortableKey(key)
+}
+
+// CheckPortableKey checks the rules every backend shares: a key is
+// non-empty valid UTF-8 of at most [MaxKeyLen] bytes, without control
+// characters (S3 lists keys in XML 1.0, which cannot carry most of them)
+// and without "." or ".." elements (a file system resolves them, and so
+// may an HTTP proxy).
+func CheckPortableKey(key string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%w: empty", ErrInvalidKey)
+	case !utf8.ValidString(key):
+		return fmt.Errorf("%w %q: not valid UTF-8", ErrInvalidKey, key)
+	case len(key) > MaxKeyLen:
+		return fmt.Errorf("%w %.40q...: %d bytes, over the limit of %d", ErrInvalidKey, key, len(key), MaxKeyLen)
+	}
+	if i := strings.IndexFunc(key, isControl); i >= 0 {
+		return fmt.Errorf("%w %q: control character at byte %d", ErrInvalidKey, key, i)
+	}
+	for elem := range strings.SplitSeq(key, "/") {
+		if elem == "." || elem == ".." {
+			return fmt.Errorf("%w %q: path element %q", ErrInvalidKey, key, elem)
+		}
+	}
+	return nil
+}
+
+// isControl reports whether r is a C0 control character or DEL.
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // MetaSHA256 is the user-metadata key (x-amz-meta-sha256 on S3) holding the
 // lower-case hex SHA-256 of an object's content.

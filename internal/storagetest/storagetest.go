@@ -12,7 +12,10 @@
 // The suite checks what the engine relies on: never-overwriting,
 // idempotent Put; verified whole-object reads; exact ranged reads; missing
 // keys matching [objstore.ErrNotExist]; ordered, paged listing; batch
-// delete; odd characters in keys; and context cancellation.
+// delete; odd characters in keys; the key rules each backend states
+// ([objstore.KeyChecker]), which must accept what database names derived
+// from paths need and hold for every key they accept; and context
+// cancellation.
 package storagetest
 
 import (
@@ -79,6 +82,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Storage, opts ...Opt
 	t.Run("ListMany", func(t *testing.T) { testListMany(t, newStore(t), o.manyKeys) })
 	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
 	t.Run("OddKeys", func(t *testing.T) { testOddKeys(t, newStore(t)) })
+	t.Run("CheckKey", func(t *testing.T) { testCheckKey(t, newStore(t)) })
 	t.Run("Canceled", func(t *testing.T) { testCanceled(t, newStore(t)) })
 }
 
