@@ -135,3 +135,77 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+var faultSeed = flag.Uint64("faults.seed", 0, "TestFaultsWatch: seed of the faults (0: random, printed)")
+
+// TestFaultsWatch: a real walsync watch writes through the fault proxy
+// while every kind of fault strikes its requests at random (seeded): 500s
+// and 503s, resets before and after the server stored an object, stalled
+// request and response bodies, truncated and corrupted answers, and short
+// outages. A sqlite3 process writes throughout. Once the faults stop,
+// everything committed reaches the target, the restore equals the source,
+// and walsync exits 0: nothing lost, nothing wrong.
+func TestFaultsWatch(t *testing.T) {
+	seed := *faultSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("faults: seed %d (reproduce with -run '^TestFaultsWatch$' ./cmd/walsync -args -faults.seed=%d)", seed, seed)
+	endpoint, bucket := testenv.S3(t)
+	p := faultproxy.New(t, endpoint)
+	p.SetSeed(seed)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "app.db")
+	createDB(t, db)
+	target := s3URL(p.URL(), bucket, "faults") + "&idle-timeout=1s"
+	w := startWatch(t, filepath.Join(dir, "watch.log"), "-b", target, "--name", "app",
+		"--sync-interval", "100ms", "--checkpoint-frames", "100", "--spool-dir", dir, db)
+
+	for _, r := range []faultproxy.Rule{
+		{Method: "PUT", Rate: 0.15, Fault: faultproxy.Status, Status: 500},
+		{Method: "PUT", Rate: 0.10, Fault: faultproxy.Status},
+		{Method: "PUT", Rate: 0.10, Fault: faultproxy.ResetBefore},
+		{Method: "PUT", Rate: 0.10, Fault: faultproxy.ResetAfter},
+		{Method: "PUT", Rate: 0.05, Fault: faultproxy.StallRequest, At: 100, Stall: 3 * time.Second},
+		{Method: "GET", Rate: 0.10, Fault: faultproxy.Truncate, At: 50},
+		{Method: "GET", Rate: 0.10, Fault: faultproxy.Corrupt, At: 60},
+		{Method: "GET", Rate: 0.05, Fault: faultproxy.StallResponse, At: 10, Stall: 3 * time.Second},
+		{Method: "HEAD", Rate: 0.10, Fault: faultproxy.Status},
+		{Rate: 0.05, Latency: 200 * time.Millisecond},
+	} {
+		p.Add(r)
+	}
+	app := startSQLite(t, db)
+	rounds := 120
+	for round := 1; round <= rounds; round++ {
+		sql := fmt.Sprintf("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 10) INSERT INTO t(n, v) SELECT %d, randomblob(1500) FROM c;\n", round)
+		if round%7 == 0 {
+			sql += "PRAGMA wal_checkpoint(PASSIVE);\n"
+		}
+		if err := app.exec(sql); err != nil {
+			t.Fatal(err)
+		}
+		switch round {
+		case 40, 90: // a short outage: every connection reset
+			p.SetDown(true)
+		case 50, 100:
+			p.SetDown(false)
+		}
+		time.Sleep(50 * time.Millisecond) // the writer's pace, not a synchronisation
+	}
+	p.Clear()
+	t.Logf("faults injected: %d of %d requests", p.Injected(), p.Count(""))
+	if p.Injected() == 0 {
+		t.Fatal("no fault was injected")
+	}
+	waitLive(t, target, "app", "SELECT count(*) FROM t;", fmt.Sprintf("%d\n", rounds*10), 2*time.Minute)
+	if err := app.close(); err != nil {
+		t.Fatal(err)
+	}
+	w.stop()
+	out := filepath.Join(t.TempDir(), "restored.db")
+	mustRun(t, "restore", "-b", target, "-o", out, "app")
+	if got, want := dump(t, out), dump(t, db); got != want {
+		t.Fatal("restored database differs from the source")
+	}
+}
