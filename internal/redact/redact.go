@@ -107,19 +107,23 @@ func userinfoEnd(rest string) int {
 
 // userinfo reports whether pre, the text between "scheme://" and an '@',
 // may be user information: it has no '/' (the host's part of the
-// URL), or a ':' before its first '/' that is not followed by a port
-// number ("user:pass/word@host", but not "host:9000/key@x").
+// URL), or a ':' before its first '/' that does not end a host name
+// with a dot, "localhost" or an IP literal followed by a port number
+// ("user:pass/word@host", "AKIA…:123/word@host", but not
+// "127.0.0.1:9000/key@x").
 func userinfo(pre string) bool {
 	slash := strings.IndexByte(pre, '/')
 	if slash < 0 {
 		return true
 	}
-	colon := strings.IndexByte(pre[:slash], ':')
+	colon := strings.LastIndexByte(pre[:slash], ':')
 	if colon < 0 {
 		return false
 	}
-	port := pre[colon+1 : slash]
-	return port == "" || strings.Trim(port, "0123456789") != ""
+	host, port := pre[:colon], pre[colon+1:slash]
+	isHost := host == "localhost" || strings.HasPrefix(host, "[") ||
+		strings.Contains(host, ".") && !strings.ContainsAny(host, ":?#")
+	return !isHost || port == "" || strings.Trim(port, "0123456789") != ""
 }
 
 // cutScheme splits "scheme://rest".

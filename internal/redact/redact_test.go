@@ -22,6 +22,7 @@ func TestURL(t *testing.T) {
 		{"s3://AKIACANARY:" + canary + "@bucket/p", "s3://REDACTED@bucket/p"},
 		{"s3://AKIACANARY:" + canary + "@bucket/%zz", "s3://REDACTED@bucket/%zz"},
 		{"s3://AKIACANARY:ab/" + canary + "@bucket/p", "s3://REDACTED@bucket/p"},
+		{"s3://AKIACANARY:123/" + canary + "@bucket/p", "s3://REDACTED@bucket/p"},
 		{"s3://AKIACANARY:ab#" + canary + "@bucket/p", "s3://REDACTED@bucket/p"},
 		{"s3://AKIACANARY:ab?" + canary + "@bucket/p", "s3://REDACTED@bucket/p"},
 		{"s3://AKIACANARY%3A" + canary + "@bucket/p", "s3://REDACTED@bucket/p"},
@@ -62,6 +63,8 @@ func TestHasUserinfo(t *testing.T) {
 		{"s3://u:p/q@bucket/x", true},
 		{"file://u:p@localhost/dir", true},
 		{"s3://u%3Ap@bucket", true},
+		{"s3://u:123/p@bucket", true},
+		{"http://minio:9000/k@x", true}, // may be: hidden in doubt
 	} {
 		if got := redact.HasUserinfo(c.in); got != c.want {
 			t.Errorf("HasUserinfo(%q)=%v, want %v", c.in, got, c.want)
