@@ -22,15 +22,30 @@ import (
 // Mark replaces what is redacted.
 const Mark = "REDACTED"
 
-// shownParams are the query parameters whose values are shown: walsync's
-// own target parameters and the S3 API's, none of which carries a secret.
-// An endpoint value is itself redacted as a URL.
-var shownParams = map[string]bool{
-	"endpoint": true, "region": true, "path-style": true, "forcePathStyle": true,
-	"x-id": true, "uploadId": true, "partNumber": true, "uploads": true, "delete": true,
-	"list-type": true, "prefix": true, "delimiter": true, "start-after": true,
-	"max-keys": true, "encoding-type": true, "versionId": true,
+// shownParams are the query parameters whose values are shown, each with
+// the form its value must have to be shown: walsync's own target
+// parameters and the S3 API's that carry no secret. An endpoint value is
+// itself redacted as a URL.
+var shownParams = map[string]func(string) bool{
+	"endpoint":       func(string) bool { return true },
+	"region":         regexp.MustCompile(`^[a-z0-9-]{1,32}$`).MatchString,
+	"path-style":     isBool,
+	"forcePathStyle": isBool,
+	"partNumber":     isDigits,
+	"max-keys":       isDigits,
+	"list-type":      isDigits,
+	"uploads":        isEmpty,
+	"delete":         isEmpty,
 }
+
+func isBool(s string) bool {
+	_, err := strconv.ParseBool(s)
+	return err == nil
+}
+
+func isDigits(s string) bool { return s != "" && len(s) <= 10 && strings.Trim(s, "0123456789") == "" }
+
+func isEmpty(s string) bool { return s == "" }
 
 // URL returns raw, a URL or what was meant to be one, in a form safe to
 // show. A string without "scheme://" is shown only if it is an absolute
@@ -161,13 +176,14 @@ func redactQuery(q string) string {
 		if err != nil {
 			name = k
 		}
-		shown := shownParams[name]
+		valid, shown := shownParams[name]
 		switch {
 		case !eq && shown:
 		case !eq:
 			parts[i] = Mark
-		case shown:
+		case shown && name == "endpoint":
 			parts[i] = k + "=" + redactValue(v)
+		case shown && valid(v):
 		case plainName(name):
 			parts[i] = k + "=" + Mark
 		default:
@@ -177,8 +193,8 @@ func redactQuery(q string) string {
 	return strings.Join(parts, "&")
 }
 
-// redactValue redacts the raw value of a shown parameter: a URL in it is
-// redacted as a URL, anything with an '@' is hidden.
+// redactValue redacts the raw value of an endpoint parameter: a URL in it
+// is redacted as a URL, anything else with an '@' is hidden.
 func redactValue(v string) string {
 	uv, err := url.QueryUnescape(v)
 	if err != nil {
@@ -213,6 +229,15 @@ var (
 	quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 	// bareURL matches a URL in text, up to a space or a quote.
 	bareURL = regexp.MustCompile("[A-Za-z][A-Za-z0-9+.-]*://[^\\s\"'<>`]+")
+	// cleanedURL matches a URL whose "//" became "/", as
+	// filepath.Clean("s3://bucket/p") does.
+	cleanedURL = regexp.MustCompile("[A-Za-z][A-Za-z0-9+.-]*:/[^/\\s\"'<>`][^\\s\"'<>`]*")
+	// token matches a run of text without spaces or quotes.
+	token = regexp.MustCompile("[^\\s\"'<>`]+")
+	// loneUserinfo matches "user:password@" outside a URL, as in a URL
+	// turned into a path ("/cwd/s3:/AKIA…:SECRET@bucket") or one without
+	// "//" ("s3:AKIA…:SECRET@bucket").
+	loneUserinfo = regexp.MustCompile(`[A-Za-z0-9._~%!$&()*+,;=-]+:[^@]*@`)
 	// secretParam matches name=value pairs whose value is a secret:
 	// SigV4 query and header parts, the AWS configuration keys, tokens,
 	// passwords.
@@ -222,9 +247,11 @@ var (
 // Text returns s with every URL in it redacted as [URL] does, quoted URLs
 // included (as url.Error and %q print them), and with the values of
 // name=value pairs that look secret (Signature=, X-Amz-Credential=,
-// aws_secret_access_key=, ...token=, password=) replaced by [Mark].
+// aws_secret_access_key=, ...token=, password=) replaced by [Mark]. A
+// "user:password@" outside a URL, as a URL mangled into a path becomes, is
+// replaced by "REDACTED@".
 func Text(s string) string {
-	if !strings.Contains(s, "://") && !strings.Contains(s, "=") {
+	if !strings.ContainsAny(s, "=@") && !strings.Contains(s, ":/") {
 		return s
 	}
 	s = quoted.ReplaceAllStringFunc(s, func(q string) string {
@@ -238,10 +265,30 @@ func Text(s string) string {
 		return strconv.Quote(textURLs(u))
 	})
 	s = textURLs(s)
+	s = token.ReplaceAllStringFunc(s, func(t string) string {
+		if !strings.Contains(t, "@") || strings.Contains(t, "://") {
+			return t
+		}
+		return loneUserinfo.ReplaceAllString(t, Mark+"@")
+	})
 	return secretParam.ReplaceAllString(s, "${1}="+Mark)
 }
 
-// textURLs redacts the bare URLs in s.
+// textURLs redacts the bare URLs in s, those whose "//" a path cleaning
+// turned into "/" included.
 func textURLs(s string) string {
-	return bareURL.ReplaceAllStringFunc(s, URL)
+	s = bareURL.ReplaceAllStringFunc(s, trailing(URL))
+	return cleanedURL.ReplaceAllStringFunc(s, trailing(func(m string) string {
+		scheme, rest, _ := strings.Cut(m, ":/")
+		return strings.Replace(URL(scheme+"://"+rest), "://", ":/", 1)
+	}))
+}
+
+// trailing returns f applied to a match without its trailing punctuation
+// (the ':' of "open URL: ..."), which it keeps.
+func trailing(f func(string) string) func(string) string {
+	return func(m string) string {
+		t := strings.TrimRight(m, ":,;.)")
+		return f(t) + m[len(t):]
+	}
 }
