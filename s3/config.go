@@ -275,6 +275,18 @@ func ParseURL(s string) (Config, error) {
 	case u.Fragment != "" || strings.HasSuffix(s, "#"):
 		return bad(errors.New("unexpected fragment"))
 	}
+	// An endpoint with credentials is refused as such even when the
+	// query does not parse.
+	for _, kv := range strings.Split(u.RawQuery, "&") {
+		if k, v, _ := strings.Cut(kv, "="); k == "endpoint" {
+			if uv, err := url.QueryUnescape(v); err == nil {
+				v = uv
+			}
+			if redact.HasUserinfo(v) {
+				return bad(fmt.Errorf("Endpoint: %w", errCredentialsInURL))
+			}
+		}
+	}
 	c := Config{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/")}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
