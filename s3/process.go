@@ -58,8 +58,12 @@ func (p process) Retrieve(ctx context.Context) (aws.Credentials, error) {
 			return aws.Credentials{}, fmt.Errorf("run: %w", ctx.Err())
 		}
 		if n := stderr.Len(); n > 0 {
-			return aws.Credentials{}, fmt.Errorf("run: %w (its standard error, %d bytes, is not shown "+
-				"because it may hold a secret: run the command yourself to see it)", err, n)
+			size := fmt.Sprintf("%d bytes", n)
+			if stderr.over {
+				size = "over " + size
+			}
+			return aws.Credentials{}, fmt.Errorf("run: %w (its standard error, %s, is not shown "+
+				"because it may hold a secret: run the command yourself to see it)", err, size)
 		}
 		return aws.Credentials{}, fmt.Errorf("run: %w", err)
 	}
