@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/walsync/walsync/internal/redact"
 )
 
 // Defaults for [Config] fields and the HTTP client [New] builds.
@@ -205,27 +207,65 @@ func validPrefix(p string) error {
 }
 
 // validEndpoint checks an endpoint URL. Its errors never repeat the URL's
-// user information.
+// user information, nor anything that may be part of it.
 func validEndpoint(e string) error {
+	if redact.HasUserinfo(e) {
+		return errCredentialsInURL
+	}
 	u, err := url.Parse(e)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // without the URL, which may hold a password
-		}
-		return fmt.Errorf("not a URL (want http(s)://host[:port]): %w", err)
+		return fmt.Errorf("not a URL (want http(s)://host[:port]): %s", parseProblem(err))
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("%q: want an http or https URL", u.Redacted())
+		return fmt.Errorf("%swant an http or https URL", quoteURL(e, ": "))
 	case u.Host == "":
-		return fmt.Errorf("%q: no host", u.Redacted())
-	case u.User != nil:
-		return fmt.Errorf("%q: credentials do not belong in the URL", u.Redacted())
+		return fmt.Errorf("%sno host", quoteURL(e, ": "))
 	case u.RawQuery != "" || u.Fragment != "":
-		return fmt.Errorf("%q: has a query or fragment", u.Redacted())
+		return fmt.Errorf("%shas a query or fragment", quoteURL(e, ": "))
 	}
 	return nil
+}
+
+// errCredentialsInURL refuses user information in a URL, without
+// repeating it.
+var errCredentialsInURL = errors.New("credentials in the URL are not accepted; use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile")
+
+// quoteURL returns a URL redacted and quoted for an error message,
+// followed by sep, or "" if nothing of it can be shown.
+func quoteURL(s, sep string) string {
+	r := redact.URL(s)
+	if r == redact.Mark {
+		return ""
+	}
+	return strconv.Quote(r) + sep
+}
+
+// parseProblem describes an error of url.Parse or url.ParseQuery without
+// the URL it quotes and without the quoted text it points at (a bad
+// escape, a bad port), either of which may be part of a password.
+func parseProblem(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	msg, _, _ := strings.Cut(err.Error(), "\"")
+	if msg = strings.TrimSpace(msg); msg == "" {
+		return "not a URL"
+	}
+	return msg
+}
+
+// shownName returns a query parameter name quoted for an error message,
+// or "" if it does not look like a name (it may be a secret pasted where
+// a name goes).
+func shownName(k string) string {
+	if k == "" || len(k) > 40 || strings.ContainsFunc(k, func(r rune) bool {
+		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && r != '-' && r != '_' && r != '.'
+	}) {
+		return ""
+	}
+	return strconv.Quote(k) + " "
 }
 
 // ParseURL parses a replica URL of the form
@@ -233,45 +273,66 @@ func validEndpoint(e string) error {
 //	s3://bucket[/prefix][?endpoint=URL&region=R&path-style=true&idle-timeout=D&part-size=N]
 //
 // into a validated Config. idle-timeout is a Go duration ("30s"); part-size
-// is a number of bytes with an optional suffix KiB, MiB or GiB ("64MiB"). Slashes around the prefix are dropped.
-// Credentials are not accepted in the URL.
+// is a number of bytes with an optional suffix KiB, MiB or GiB ("64MiB").
+// Slashes around the prefix are dropped. Credentials are not accepted in
+// the URL, neither the target's nor the endpoint's. Errors show the URL
+// redacted: without anything that may be user information and without its
+// query.
 func ParseURL(s string) (Config, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // without the URL, which may hold a password
-		}
-		return Config{}, fmt.Errorf("s3: invalid URL: %w", err)
-	}
 	// Errors show the URL without its query, which could hold an
 	// endpoint with a password.
-	shown := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	shown := ""
+	if r := redact.URL(s); r != redact.Mark {
+		if i := strings.IndexAny(r, "?#"); i >= 0 {
+			r = r[:i]
+		}
+		shown = " " + strconv.Quote(r)
+	}
 	bad := func(err error) (Config, error) {
-		return Config{}, fmt.Errorf("s3: invalid URL %q: %w", shown, err)
+		return Config{}, fmt.Errorf("s3: invalid URL%s: %w", shown, err)
+	}
+	if redact.HasUserinfo(s) {
+		return bad(errCredentialsInURL)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return bad(errors.New(parseProblem(err)))
 	}
 	switch {
 	case u.Scheme != "s3":
 		return bad(errors.New("want scheme s3://"))
 	case u.Opaque != "":
 		return bad(errors.New("want s3://bucket/prefix"))
-	case u.User != nil:
-		return bad(errors.New("credentials do not belong in the URL; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"))
 	case u.Host == "":
 		return bad(errors.New("no bucket"))
+	case u.Port() != "" && strings.Contains(u.Path, "@"):
+		// s3://AKIA…:123/rest-of-secret@bucket: a password holding '/'.
+		return bad(errCredentialsInURL)
 	case u.Port() != "" || strings.HasSuffix(u.Host, ":"):
 		return bad(errors.New("a bucket has no port; put the server in ?endpoint="))
 	case u.Fragment != "" || strings.HasSuffix(s, "#"):
 		return bad(errors.New("unexpected fragment"))
 	}
+	// An endpoint with credentials is refused as such even when the
+	// query does not parse.
+	for _, kv := range strings.Split(u.RawQuery, "&") {
+		if k, v, _ := strings.Cut(kv, "="); k == "endpoint" {
+			if uv, err := url.QueryUnescape(v); err == nil {
+				v = uv
+			}
+			if redact.HasUserinfo(v) {
+				return bad(fmt.Errorf("Endpoint: %w", errCredentialsInURL))
+			}
+		}
+	}
 	c := Config{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/")}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
-		return bad(fmt.Errorf("query: %w", err))
+		return bad(fmt.Errorf("query: %s", parseProblem(err)))
 	}
 	for k, vs := range q {
 		if len(vs) != 1 {
-			return bad(fmt.Errorf("parameter %q given %d times", k, len(vs)))
+			return bad(fmt.Errorf("parameter %sgiven %d times", shownName(k), len(vs)))
 		}
 		switch v := vs[0]; k {
 		case "endpoint":
@@ -280,18 +341,18 @@ func ParseURL(s string) (Config, error) {
 			c.Region = v
 		case "path-style":
 			if c.PathStyle, err = strconv.ParseBool(v); err != nil {
-				return bad(fmt.Errorf("path-style=%q: want true or false", v))
+				return bad(errors.New("path-style: want true or false"))
 			}
 		case "idle-timeout":
 			if c.IdleTimeout, err = time.ParseDuration(v); err != nil || c.IdleTimeout <= 0 {
-				return bad(fmt.Errorf("idle-timeout=%q: want a positive duration such as 30s", v))
+				return bad(errors.New("idle-timeout: want a positive duration such as 30s"))
 			}
 		case "part-size":
 			if c.PartSize, err = parseSize(v); err != nil {
-				return bad(fmt.Errorf("part-size=%q: %w", v, err))
+				return bad(errors.New("part-size: want a number of bytes, optionally with KiB, MiB or GiB, such as 64MiB"))
 			}
 		default:
-			return bad(fmt.Errorf("unknown parameter %q (want endpoint, region, path-style, idle-timeout or part-size)", k))
+			return bad(fmt.Errorf("unknown parameter %s(want endpoint, region, path-style, idle-timeout or part-size)", shownName(k)))
 		}
 	}
 	if err := c.validate(); err != nil {

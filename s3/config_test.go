@@ -71,13 +71,26 @@ func TestParseURL_ErrCredentialsNotShown(t *testing.T) {
 		"s3://AKID:hunter2secret@bucket/p",
 		"s3://b/p?endpoint=http://AKID:hunter2secret@127.0.0.1:1",
 		"s3://AKID:hunter2secret@bucket/%zz",
+		"s3://AKID:abc/hunter2secret@bucket/p",
+		"s3://AKID:123/hunter2secret@bucket/p",
+		"s3://AKID:abc#hunter2secret@bucket/p",
+		"s3://b/p?endpoint=http://AKID:abc/hunter2secret@127.0.0.1:1",
+		"s3://b/p?endpoint=http://127.0.0.1:1/%zz&hunter2secret",
+		"s3://b/p?X-Amz-Signature=hunter2secret",
+		"s3://b/p?path-style=hunter2secret",
+		"s3://b/p?hunter2secret=1",
+		"s3://b/p?region=a&region=hunter2secret",
+		"hunter2secret:x@bucket/p",
 	} {
 		_, err := s3.ParseURL(in)
 		if err == nil {
 			t.Fatalf("ParseURL(%q) succeeded", in)
 		}
-		if strings.Contains(err.Error(), "hunter2secret") {
+		if strings.Contains(err.Error(), "hunter2secret") || strings.Contains(err.Error(), "AKID") {
 			t.Fatalf("ParseURL error shows the password: %q", err)
+		}
+		if strings.Contains(in, "://") && strings.Contains(in, "@") && !strings.Contains(err.Error(), "credentials in the URL are not accepted") {
+			t.Errorf("ParseURL(%q) err=%q, want the credentials refused", in, err)
 		}
 	}
 }

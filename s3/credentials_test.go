@@ -446,7 +446,7 @@ func TestNew_ErrCredentials(t *testing.T) {
 			"$AWS_WEB_IDENTITY_TOKEN_FILE is set but not $AWS_ROLE_ARN"},
 		{"WebIdentityBadEndpoint", map[string]string{
 			"AWS_WEB_IDENTITY_TOKEN_FILE": "~/token", "AWS_ROLE_ARN": "arn:aws:iam::1:role/r", "AWS_ENDPOINT_URL_STS": "sts.example.com",
-		}, map[string]string{"token": secret}, `$AWS_ENDPOINT_URL_STS: "sts.example.com": want an http or https URL`},
+		}, map[string]string{"token": secret}, `$AWS_ENDPOINT_URL_STS: want an http or https URL`},
 		{"ProfileMissing", map[string]string{"AWS_PROFILE": "prod"}, map[string]string{
 			".aws/credentials": "[default]\naws_access_key_id = AKID\naws_secret_access_key = " + secret + "\n",
 		}, `$AWS_PROFILE: profile "prod" not in `},
@@ -529,6 +529,9 @@ func TestClient_ErrCredentials(t *testing.T) {
 		{"WebIdentityNoToken", webID, nil, []string{"no AWS credentials: web identity (role arn:aws:iam::1:role/r): read token: "}},
 		{"ProcessFails", nil, merge(process, map[string]string{"creds.sh": "exit 3"}), []string{
 			`no AWS credentials: profile "default" credential_process: run: exit status 3`,
+		}},
+		{"ProcessFailsSecretOnStderr", nil, merge(process, map[string]string{"creds.sh": "echo " + secret + " >&2; exit 3"}), []string{
+			`credential_process: run: exit status 3 (its standard error, 14 bytes, is not shown because it may hold a secret`,
 		}},
 		{"ProcessNotJSON", nil, merge(process, map[string]string{
 			"creds.sh": processScript(`{"Version": 1, "AccessKeyId": "AKID", "SecretAccessKey": "` + secret + `"`),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/smithy-go"
 
+	"github.com/walsync/walsync/internal/redact"
 	"github.com/walsync/walsync/replicate"
 )
 
@@ -133,10 +134,11 @@ func readError(resp *http.Response) *apiError {
 }
 
 // sendError is a request that could not be sent or whose response was not
-// received.
+// received. Its message has the request's URL (which url.Error quotes)
+// redacted.
 type sendError struct{ err error }
 
-func (e *sendError) Error() string { return "send request: " + e.err.Error() }
+func (e *sendError) Error() string { return "send request: " + redact.Text(e.err.Error()) }
 func (e *sendError) Unwrap() error { return e.err }
 
 // credentialsError is a failure of the credential provider.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"runtime"
 	"time"
@@ -22,14 +21,17 @@ const (
 )
 
 // process runs the credential_process command of a profile through the
-// shell, with an empty standard input and our standard error, and reads
-// credentials from its output:
+// shell, with an empty standard input, and reads credentials from its
+// output:
 //
 //	{"Version": 1, "AccessKeyId": "...", "SecretAccessKey": "...",
 //	 "SessionToken": "...", "Expiration": "2006-01-02T15:04:05Z"}
 //
-// SessionToken and Expiration are optional. (The SDK's processcreds would
-// quote output it cannot parse, secrets included, in its errors.)
+// SessionToken and Expiration are optional. Neither its output nor its
+// standard error is ever shown: a failing command may print a secret on
+// either (the SDK's processcreds quotes output it cannot parse, secrets
+// included, in its errors), and walsync cannot tell what is one. Errors
+// say how it failed and how many bytes of standard error it wrote.
 //
 // See https://docs.aws.amazon.com/sdkref/latest/guide/feature-process-credentials.html.
 type process struct{ command string }
@@ -49,11 +51,19 @@ func (p process) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	} else {
 		cmd = exec.CommandContext(ctx, "sh", "-c", p.command)
 	}
-	var out cappedBuffer
-	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	var out, stderr cappedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			return aws.Credentials{}, fmt.Errorf("run: %w", ctx.Err())
+		}
+		if n := stderr.Len(); n > 0 {
+			size := fmt.Sprintf("%d bytes", n)
+			if stderr.over {
+				size = "over " + size
+			}
+			return aws.Credentials{}, fmt.Errorf("run: %w (its standard error, %s, is not shown "+
+				"because it may hold a secret: run the command yourself to see it)", err, size)
 		}
 		return aws.Credentials{}, fmt.Errorf("run: %w", err)
 	}

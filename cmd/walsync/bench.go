@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walsync/walsync/bench"
+	"github.com/walsync/walsync/internal/redact"
 )
 
 // benchOptions are the flags of `walsync bench`.
@@ -145,7 +146,7 @@ func runBench(ctx context.Context, g *globals, o *benchOptions) error {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}
-	progress := bench.NewProgress(g.stderr)
+	progress := bench.NewProgress(redactWriter{g.stderr})
 	var rows []bench.Row
 	enc := json.NewEncoder(g.stdout)
 	err = bench.Run(ctx, bench.Config{
@@ -153,6 +154,8 @@ func runBench(ctx context.Context, g *globals, o *benchOptions) error {
 		IdleFraction: o.idleFraction, RowBytes: o.rowBytes, Target: o.target, Litestream: litestream,
 		Progress: progress, Logger: log, Open: openStorage,
 	}, func(r bench.Row) {
+		// A row's errors may quote a tool's output or a request's URL.
+		r.Error, r.LagError = redact.Text(r.Error), redact.Text(r.LagError)
 		rows = append(rows, r)
 		if o.asJSON {
 			enc.Encode(r)

@@ -9,6 +9,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/walsync/walsync/internal/redact"
 )
 
 func main() {
@@ -22,7 +24,7 @@ func main() {
 	cmd := newRootCmd()
 	cmd.SetArgs(os.Args[1:])
 	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "walsync:", oneLine(err))
+		fmt.Fprintln(os.Stderr, "walsync:", redact.Text(oneLine(err)))
 		stop()
 		os.Exit(1)
 	}

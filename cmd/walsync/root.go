@@ -22,21 +22,24 @@ type globals struct {
 	stderr     io.Writer
 }
 
-// logger returns the logger selected by the global flags, writing to stderr.
+// logger returns the logger selected by the global flags, writing to
+// stderr, with URLs and secrets redacted from every record.
 func (g *globals) logger() (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
 	switch g.logFormat {
 	case "text":
-		return slog.New(slog.NewTextHandler(g.stderr, opts)), nil
+		h = slog.NewTextHandler(g.stderr, opts)
 	case "json":
-		return slog.New(slog.NewJSONHandler(g.stderr, opts)), nil
+		h = slog.NewJSONHandler(g.stderr, opts)
 	default:
 		return nil, fmt.Errorf("--log-format %q: want text or json", g.logFormat)
 	}
+	return slog.New(redactHandler{h}), nil
 }
 
 func newRootCmd() *cobra.Command {

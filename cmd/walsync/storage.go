@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/url"
-	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/walsync/walsync/internal/dirstore"
+	"github.com/walsync/walsync/internal/redact"
 	"github.com/walsync/walsync/replicate"
 	"github.com/walsync/walsync/s3"
 )
@@ -30,16 +31,15 @@ func openExistingStorage(ctx context.Context, rawURL string) (replicate.Storage,
 }
 
 // openTarget opens the target named by a URL; create says whether a
-// missing file:// directory is created.
+// missing file:// directory is created. Errors name the URL redacted
+// ([redact.URL]); a URL with user information is refused without
+// repeating it.
 func openTarget(ctx context.Context, rawURL string, create bool) (replicate.Storage, error) {
 	if rawURL == "" {
 		return nil, fmt.Errorf("no target: give -b s3://bucket/prefix or -b file:///dir")
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("target URL %q: %v", rawURL, err)
-	}
-	switch u.Scheme {
+	scheme := urlScheme(rawURL)
+	switch scheme {
 	case "s3":
 		cfg, err := s3.ParseURL(rawURL)
 		if err != nil {
@@ -54,19 +54,43 @@ func openTarget(ctx context.Context, rawURL string, create bool) (replicate.Stor
 		}
 		return c, nil
 	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, fmt.Errorf("target URL %q: file URLs take an absolute path: file:///dir", rawURL)
-		}
-		if !filepath.IsAbs(u.Path) || u.RawQuery != "" {
-			return nil, fmt.Errorf("target URL %q: file URLs take an absolute path: file:///dir", rawURL)
+		dir, err := dirstore.ParseURL(rawURL)
+		if err != nil {
+			return nil, err
 		}
 		if !create {
-			return dirstore.OpenExisting(u.Path)
+			return dirstore.OpenExisting(dir)
 		}
-		return dirstore.Open(u.Path)
-	case "":
-		return nil, fmt.Errorf("target URL %q: missing scheme (s3:// or file://)", rawURL)
-	default:
-		return nil, fmt.Errorf("target URL %q: unsupported scheme %q (s3 or file)", rawURL, strings.ToLower(u.Scheme))
+		return dirstore.Open(dir)
 	}
+	shown := ""
+	if r := redact.URL(rawURL); r != redact.Mark {
+		shown = " " + strconv.Quote(r)
+	}
+	switch {
+	case redact.HasUserinfo(rawURL):
+		return nil, fmt.Errorf("target URL%s: %s", shown, errCredentialsInURL)
+	case scheme == "":
+		return nil, fmt.Errorf("target URL%s: missing scheme (s3:// or file://)", shown)
+	default:
+		return nil, fmt.Errorf("target URL%s: unsupported scheme (want s3:// or file://)", shown)
+	}
+}
+
+// errCredentialsInURL refuses user information in a target URL.
+var errCredentialsInURL = errors.New("credentials in the URL are not accepted; use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile")
+
+// urlScheme returns the lower-cased scheme of a URL, or "" if it has none.
+func urlScheme(s string) string {
+	scheme, _, ok := strings.Cut(s, ":")
+	if !ok || scheme == "" {
+		return ""
+	}
+	for i, c := range []byte(scheme) {
+		letter := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+		if !letter && (i == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return ""
+		}
+	}
+	return strings.ToLower(scheme)
 }

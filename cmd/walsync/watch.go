@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/walsync/walsync/internal/memtrim"
+	"github.com/walsync/walsync/internal/redact"
 	"github.com/walsync/walsync/replicate"
 )
 
@@ -148,7 +149,7 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 			return fmt.Errorf("watch --dir %s: %w", o.dir, err)
 		}
 	}
-	log.Info("watching", "databases", len(r.DBs()), "target", redactURL(o.target))
+	log.Info("watching", "databases", len(r.DBs()), "target", redact.URL(o.target))
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	trimmed := make(chan struct{})
 	go func() {
