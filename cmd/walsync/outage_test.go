@@ -39,6 +39,9 @@ func TestOutageWatch(t *testing.T) {
 		"--sync-interval", "100ms", "--checkpoint-frames", "200", "--spool-dir", spool, db)
 
 	app := startSQLite(t, db) // the application: one long-lived connection
+	if err := app.exec(".timeout 5000\n"); err != nil { // as applications should (README)
+		t.Fatal(err)
+	}
 	insert := func(round int) {
 		t.Helper()
 		sql := fmt.Sprintf("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 10) INSERT INTO t(n, v) SELECT %d, randomblob(2000) FROM c;\nPRAGMA wal_checkpoint(PASSIVE);\n", round)
@@ -176,6 +179,9 @@ func TestFaultsWatch(t *testing.T) {
 		p.Add(r)
 	}
 	app := startSQLite(t, db)
+	if err := app.exec(".timeout 5000\n"); err != nil {
+		t.Fatal(err)
+	}
 	rounds := 120
 	for round := 1; round <= rounds; round++ {
 		sql := fmt.Sprintf("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 10) INSERT INTO t(n, v) SELECT %d, randomblob(1500) FROM c;\n", round)
