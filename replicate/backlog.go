@@ -259,6 +259,9 @@ func (d *DB) wentOffline(ctx context.Context, err error) error {
 	}
 	d.bl.failed(err)
 	d.tryNow = false // one attempt per sync
+	if errors.Is(err, ErrRefused) || errors.Is(err, ErrInvalidKey) {
+		return d.refused(ctx, err)
+	}
 	d.r.stats.errors.Add(1)
 	if first || d.bl.fails%10 == 0 {
 		d.logger().Warn("target not reachable; spooling changes locally", "error", err,
@@ -332,6 +335,37 @@ func (d *DB) overflow(seg *segment, err error) {
 		"reason", err, "target_error", d.bl.err)
 	d.discontinuity(fmt.Sprintf("spool overflow (%v)", err))
 	d.releasePin()
+}
+
+// refused gives up on what is captured when the target refuses it for
+// good: keeping it would only fill the spool. As for an overflow, the WAL
+// is released and a snapshot restarts the chain once a probe finds the
+// target taking requests; attempts back off to 10 minutes. The caller
+// holds upMu, not mu.
+func (d *DB) refused(ctx context.Context, err error) error {
+	d.bl.retry = time.Now().Add(min(time.Minute<<min(d.bl.fails-1, 4), 10*time.Minute))
+	if lerr := d.mu.lock(context.WithoutCancel(ctx)); lerr != nil {
+		return lerr
+	}
+	defer d.mu.unlock()
+	txid := d.bl.firstTXID()
+	if txid == 0 && len(d.pending) > 0 {
+		txid = d.pending[0].minTXID
+		if d.pending[0].level == SnapshotLevel {
+			txid = d.pending[0].maxTXID
+		}
+	}
+	d.bl.reset(d.r)
+	d.dropFrom(0)
+	if txid != 0 {
+		d.txid = txid - 1
+	}
+	d.r.stats.refusals.Add(1)
+	d.logger().Error("the target refuses this database's uploads; the WAL is released and a snapshot will restart the chain once the target takes uploads again",
+		"error", err, "retry_in", time.Until(d.bl.retry).Round(time.Second))
+	d.discontinuity(fmt.Sprintf("target refused the upload (%v)", err))
+	d.releasePin()
+	return &offlineError{err: err, retry: d.bl.retry}
 }
 
 // waitingForTarget reports whether a broken chain waits for the target

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/walsync/walsync/internal/memstore"
@@ -134,5 +136,65 @@ func TestOutageSpoolOverflow(t *testing.T) {
 		t.Fatalf("%v\n%s", err, f.log)
 	}
 	f.wantSnapshot("spool overflow")
+	f.checkRestore()
+}
+
+// refuseStore refuses every Put for good while refuse is set, as a target
+// that denies write access does.
+type refuseStore struct {
+	Storage
+	refuse atomic.Bool
+}
+
+func (s *refuseStore) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
+	if s.refuse.Load() {
+		return fmt.Errorf("put %s: access denied (%w)", key, ErrRefused)
+	}
+	return s.Storage.Put(ctx, key, r, size, meta)
+}
+
+// TestTargetRefuses: a target that refuses uploads for good (here, access
+// denied) is not waited for: what is captured is dropped at once instead of
+// filling the spool, the WAL is released (the application's checkpoint
+// restarts it), the refusal is logged at ERROR and counted, and once the
+// target takes uploads again a snapshot restarts the chain.
+func TestTargetRefuses(t *testing.T) {
+	f := &fixture{t: t, ctx: context.Background(), dir: t.TempDir(), store: memstore.New(), log: &logBuffer{}}
+	rs := &refuseStore{}
+	f.wrap = func(s Storage) Storage { rs.Storage = s; return rs }
+	f.path = filepath.Join(f.dir, "db.sqlite")
+	runSQLite(t, f.path, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER, v BLOB);")
+	f.openApp()
+	opts := Options{SyncInterval: SyncImmediately, CheckpointFrames: 1 << 20}
+	f.start(opts)
+	f.write(3)
+	f.sync()
+
+	rs.refuse.Store(true)
+	f.writeRound(1)
+	err := f.r.Sync(f.ctx)
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("sync while the target refuses: %v, want the refusal", err)
+	}
+	if st := f.r.Stats(); st.Refusals != 1 || st.SpoolBytes != 0 || st.Spooled != 0 {
+		t.Fatalf("stats: %+v, want one refusal and nothing spooled", st)
+	}
+	if !strings.Contains(f.log.String(), `level=ERROR msg="the target refuses this database's uploads`) {
+		t.Fatalf("the refusal was not logged at ERROR:\n%s", f.log)
+	}
+	if err := f.app.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	if size := f.walSize(); size != 0 {
+		t.Fatalf("WAL holds %d bytes after the application's TRUNCATE checkpoint, want 0 (still pinned)", size)
+	}
+	f.writeRound(2)
+	if err := f.r.Sync(f.ctx); err == nil {
+		t.Fatal("sync succeeded while the target refuses")
+	}
+
+	rs.refuse.Store(false)
+	f.sync()
+	f.wantSnapshot("target refused the upload")
 	f.checkRestore()
 }

@@ -152,12 +152,13 @@ type Stats struct {
 
 	Spooled        int64 // segments kept on local disk because the target did not take them
 	SpoolOverflows int64 // times a database's spooled changes exceeded Options.SpoolMax and were dropped
+	Refusals       int64 // times the target refused a database's upload for good (ErrRefused) and its changes were dropped
 	SpoolBytes     int64 // disk space the spooled changes use now
 }
 
 type stats struct {
 	segments, snapshots, checkpoints, bytes, errors atomic.Int64
-	spooled, spoolOverflows                         atomic.Int64
+	spooled, spoolOverflows, refusals               atomic.Int64
 }
 
 // countUpload counts one uploaded object of size bytes.
@@ -457,6 +458,7 @@ func (r *Replicator) Stats() Stats {
 
 		Spooled:        r.stats.spooled.Load(),
 		SpoolOverflows: r.stats.spoolOverflows.Load(),
+		Refusals:       r.stats.refusals.Load(),
 		SpoolBytes:     r.spoolUsed.Load(),
 	}
 }

@@ -35,6 +35,10 @@ var (
 
 	// ErrInvalidKey is returned for a key a backend cannot store.
 	ErrInvalidKey = objstore.ErrInvalidKey
+
+	// ErrRefused marks a request the target refused for good
+	// (permissions, a key or an object it does not accept).
+	ErrRefused = objstore.ErrRefused
 )
 
 // KeyChecker is a [Storage] that states which keys it can store; see

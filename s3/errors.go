@@ -150,18 +150,38 @@ func (e *credentialsError) Unwrap() error { return e.err }
 // opError is an error with a short, one-line message that still unwraps to
 // the underlying error and to a sentinel.
 type opError struct {
-	msg  string
-	kind error // a sentinel, or nil
-	err  error // the underlying error
+	msg     string
+	kind    error // a sentinel, or nil
+	err     error // the underlying error
+	refused bool  // also matches replicate.ErrRefused
 }
 
 func (e *opError) Error() string { return e.msg }
 
 func (e *opError) Unwrap() []error {
-	if e.kind == nil {
-		return []error{e.err}
+	errs := []error{e.err}
+	if e.kind != nil {
+		errs = append(errs, e.kind)
 	}
-	return []error{e.kind, e.err}
+	if e.refused {
+		errs = append(errs, replicate.ErrRefused)
+	}
+	return errs
+}
+
+// refusedFor reports whether an answer of the server means that the same
+// request will never succeed (see [replicate.ErrRefused]): a client error
+// other than not found, a timeout, a conflict, a failed precondition or
+// throttling.
+func refusedFor(ae *apiError) bool {
+	if ae.retryable() || ae.notFound() && ae.code != "NoSuchBucket" {
+		return false
+	}
+	switch ae.status {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusPreconditionFailed, http.StatusTooManyRequests:
+		return false
+	}
+	return ae.status >= 400 && ae.status < 500
 }
 
 // errCode returns the S3 error code of err, or "".
@@ -208,9 +228,9 @@ func (c *Client) wrap(ctx context.Context, op, what string, err error) error {
 	)
 	switch {
 	case errors.As(err, &ae) && ae.code == "NoSuchBucket":
-		return &opError{msg: fmt.Sprintf("s3: bucket %q does not exist", c.bucket), kind: ErrBucketNotExist, err: err}
+		return &opError{msg: fmt.Sprintf("s3: bucket %q does not exist", c.bucket), kind: ErrBucketNotExist, err: err, refused: true}
 	case errors.As(err, &ae) && (authCodes[ae.code] || ae.status == http.StatusForbidden):
-		return &opError{msg: fmt.Sprintf("%s: access denied (%s)", prefix, ae.code), kind: ErrAccessDenied, err: err}
+		return &opError{msg: fmt.Sprintf("%s: access denied (%s)", prefix, ae.code), kind: ErrAccessDenied, err: err, refused: ae.code != "RequestTimeTooSkewed" && ae.code != "ExpiredToken" && ae.code != "TokenRefreshRequired"}
 	case errors.As(err, &ae) && ae.notFound():
 		return &opError{msg: prefix + ": " + replicate.ErrNotExist.Error(), kind: replicate.ErrNotExist, err: err}
 	case errors.As(err, &ce):
@@ -221,6 +241,8 @@ func (c *Client) wrap(ctx context.Context, op, what string, err error) error {
 		}
 	case errors.As(err, &se):
 		return &opError{msg: prefix + ": " + c.sendFailure(se.err), kind: ErrUnreachable, err: err}
+	case errors.As(err, &ae) && refusedFor(ae):
+		return &opError{msg: fmt.Sprintf("%s: %v", prefix, err), err: err, refused: true}
 	}
 	return fmt.Errorf("%s: %w", prefix, err)
 }

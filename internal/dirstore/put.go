@@ -30,6 +30,10 @@ import (
 // [replicate.ErrExists]; if it holds the same content, Put returns nil.
 func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
 	if err := s.put(ctx, key, r, size, meta); err != nil {
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			// Retrying will not help until someone changes the directory.
+			return fmt.Errorf("dirstore: put %s: %w (%w)", key, err, replicate.ErrRefused)
+		}
 		return fmt.Errorf("dirstore: put %s: %w", key, err)
 	}
 	return nil

@@ -86,6 +86,13 @@ var (
 	// ErrInvalidKey is returned by [KeyChecker.CheckKey] (and by backends
 	// that check keys on every call) for a key the backend cannot store.
 	ErrInvalidKey = errors.New("invalid key")
+
+	// ErrRefused marks a request the target refused in a way that sending
+	// it again unchanged cannot fix: permissions, credentials, a missing
+	// bucket, a key or an object it does not accept. The engine treats
+	// ErrInvalidKey the same: it does not keep what it cannot upload for
+	// such an error; see docs/design.md, "Degraded mode".
+	ErrRefused = errors.New("refused by the target")
 )
 
 // KeyChecker is a [Storage] that states which keys it can store. The
