@@ -38,7 +38,7 @@ func TestOutageWatch(t *testing.T) {
 	w := startWatch(t, filepath.Join(dir, "watch.log"), "-b", target, "--name", "app",
 		"--sync-interval", "100ms", "--checkpoint-frames", "200", "--spool-dir", spool, db)
 
-	app := startSQLite(t, db) // the application: one long-lived connection
+	app := startSQLite(t, db)                           // the application: one long-lived connection
 	if err := app.exec(".timeout 5000\n"); err != nil { // as applications should (README)
 		t.Fatal(err)
 	}
