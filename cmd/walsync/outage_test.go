@@ -38,8 +38,10 @@ func TestOutageWatch(t *testing.T) {
 	w := startWatch(t, filepath.Join(dir, "watch.log"), "-b", target, "--name", "app",
 		"--sync-interval", "100ms", "--checkpoint-frames", "200", "--spool-dir", spool, db)
 
-	app := startSQLite(t, db)                           // the application: one long-lived connection
-	if err := app.exec(".timeout 5000\n"); err != nil { // as applications should (README)
+	// The application: one long-lived connection, with a busy timeout as
+	// applications should have (README).
+	app := startSQLite(t, db)
+	if err := app.exec(".timeout 5000\n"); err != nil {
 		t.Fatal(err)
 	}
 	insert := func(round int) {
