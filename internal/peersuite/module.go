@@ -150,6 +150,14 @@ func (c *copyDir) build(repo, src string, quick bool) error {
 	if err := copyPackage(filepath.Join(repo, "internal/dirstore"), filepath.Join(c.dir, "internal/walsyncdirstore")); err != nil {
 		return err
 	}
+	// dirstore's own internal dependency, copied the same way.
+	if err := copyPackage(filepath.Join(repo, "internal/redact"), filepath.Join(c.dir, "internal/walsyncredact")); err != nil {
+		return err
+	}
+	if err := c.patch("internal/walsyncdirstore/url.go",
+		`"github.com/walsync/walsync/internal/redact"`, `redact "github.com/ncruces/go-sqlite3/internal/walsyncredact"`); err != nil {
+		return err
+	}
 	if _, err := goOutput(c.dir, "mod", "tidy"); err != nil {
 		return err
 	}
