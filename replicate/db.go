@@ -35,23 +35,24 @@ type DB struct {
 	upMu chanMutex
 	mu   chanMutex
 
-	st      state      // where the database is in the state machine (state.go)
-	reason  string     // stateBroken: why a snapshot is needed
-	pin     pin        // locks and descriptors
-	ino     uint64     // inode of the file replicated
-	pos     wal.Pos    // end of what is captured of the WAL generation pos names
-	stamp   fileStamp  // stateClosed: the database file when its WAL closed
-	txid    ltx.TXID   // last TXID in the target or captured
-	lastTS  int64      // timestamp (ms) of the last file captured
-	snapAt  time.Time  // time of the last snapshot
-	pending []*segment // captured, not yet uploaded, in TXID order
-	bl      *backlog   // what the target did not take (degraded mode; guarded by upMu)
-	app     *appState  // set for databases captured by an in-process VFS
-	torn    int        // consecutive looks that found the WAL header invalid
-	recheck int        // consecutive syncs that found a commit beyond the WAL-index
-	short   int        // consecutive syncs that found the chain short of the WAL-index
-	unsure  bool       // a capture was abandoned: not everything read is captured
-	tryNow  bool       // a caller waits for this sync: try a failing target at once (upMu)
+	st         state      // where the database is in the state machine (state.go)
+	reason     string     // stateBroken: why a snapshot is needed
+	pin        pin        // locks and descriptors
+	ino        uint64     // inode of the file replicated
+	pos        wal.Pos    // end of what is captured of the WAL generation pos names
+	stamp      fileStamp  // stateClosed: the database file when its WAL closed
+	txid       ltx.TXID   // last TXID in the target or captured
+	lastTS     int64      // timestamp (ms) of the last file captured
+	snapAt     time.Time  // time of the last snapshot
+	pending    []*segment // captured, not yet uploaded, in TXID order
+	bl         *backlog   // what the target did not take (degraded mode; guarded by upMu)
+	app        *appState  // set for databases captured by an in-process VFS
+	torn       int        // consecutive looks that found the WAL header invalid
+	recheck    int        // consecutive syncs that found a commit beyond the WAL-index
+	short      int        // consecutive syncs that found the chain short of the WAL-index
+	unsure     bool       // a capture was abandoned: not everything read is captured
+	tryNow     bool       // a caller waits for this sync: try a failing target at once (upMu)
+	leaseLater bool       // Add could not take the lease: resume takes it (upMu)
 
 	durableAt time.Time     // everything committed before it is in the target
 	durableCh chan struct{} // closed and replaced when durableAt moves

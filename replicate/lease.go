@@ -206,6 +206,20 @@ func (f *fence) acquire(ctx context.Context, name string) error {
 	return fmt.Errorf("lease of %q: contended, try again", name)
 }
 
+// acquireLate takes the lease of name for a database added while the
+// target could not be reached. If another process holds it, the database
+// is given up as when the lease is lost.
+func (f *fence) acquireLate(ctx context.Context, name string) error {
+	err := f.acquire(ctx, name)
+	var le *LeaseError
+	if errors.As(err, &le) {
+		le.Name = name
+		f.log.Error("another process holds this database's lease: not replicating it", "db", name, "holder", le.Holder.String())
+		f.lostWG.Go(func() { f.onLost(name) })
+	}
+	return err
+}
+
 // heldByOther returns the error for a record that another live process
 // holds, or nil if it is free.
 func (f *fence) heldByOther(rec leaseRecord) *LeaseError {

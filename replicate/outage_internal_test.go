@@ -198,3 +198,45 @@ func TestTargetRefuses(t *testing.T) {
 	f.wantSnapshot("target refused the upload")
 	f.checkRestore()
 }
+
+// TestStartDuringOutage: a database added while the target is unreachable
+// (walsync started, or restarted, during an outage) does not keep the
+// application's WAL pinned until the target answers: the application's
+// TRUNCATE checkpoint empties it. When the target is back, the resume
+// cannot prove the chain and takes a snapshot; the restore equals the
+// source. Before, the database stayed pinned in state New for the whole
+// outage and the WAL grew without bound.
+func TestStartDuringOutage(t *testing.T) {
+	f, ds := newOutageFixture(t, Options{SyncInterval: SyncImmediately})
+	f.write(3)
+	f.sync()
+	f.writeRound(1)
+	if err := f.r.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ds.down.Store(true)
+	r := New(ds, Options{SyncInterval: SyncImmediately, Logger: f.logger()})
+	t.Cleanup(func() { r.Close() })
+	d, err := r.Add(f.ctx, f.path, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.r, f.d = r, d
+	if err := r.Sync(f.ctx); err == nil {
+		t.Fatal("sync succeeded with the target down")
+	}
+	f.writeRound(2)
+	if err := f.app.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	if size := f.walSize(); size != 0 {
+		t.Fatalf("WAL holds %d bytes after the application's TRUNCATE checkpoint, want 0 (pinned while the target is down)", size)
+	}
+	f.writeRound(3)
+
+	ds.down.Store(false)
+	f.sync()
+	f.wantSnapshot("WAL changed while walsync was not running")
+	f.checkRestore()
+}

@@ -276,14 +276,20 @@ func (r *Replicator) add(ctx context.Context, abs, name string, app *appState, v
 		return nil, fmt.Errorf("add %s: %w", abs, err)
 	}
 	if r.fence != nil {
-		if err := r.fence.acquire(ctx, name); err != nil {
+		var le *LeaseError
+		if err := r.fence.acquire(ctx, name); errors.As(err, &le) || (err != nil && ctx.Err() != nil) {
 			r.remove(d)
 			d.close()
-			var le *LeaseError
-			if errors.As(err, &le) {
+			if le != nil {
 				le.Name = name
 			}
 			return nil, fmt.Errorf("add %s: %w", abs, err)
+		} else if err != nil {
+			// The target cannot be reached: the database is watched (its
+			// WAL is not held while the target stays down) and the lease
+			// is taken before the target is first read (DB.resume).
+			r.log.Warn("lease not taken yet: the target cannot be reached; taken before the first upload", "db", name, "error", err)
+			d.leaseLater = true
 		}
 	}
 	if err := r.watch.add(d); err != nil {

@@ -261,8 +261,16 @@ func (d *DB) resume(ctx context.Context) error {
 			return fmt.Errorf("upload spooled segments: %w", err)
 		}
 	}
+	if d.leaseLater {
+		if err := d.r.fence.acquireLate(ctx, d.name); err != nil {
+			d.unpinNew(ctx)
+			return fmt.Errorf("lease: %w", err)
+		}
+		d.leaseLater = false
+	}
 	rs, err := loadRemoteState(ctx, d.r.store, d.name, d.lastFrame)
 	if err != nil {
+		d.unpinNew(ctx)
 		return fmt.Errorf("read target: %w", err)
 	}
 	if err := d.mu.lock(ctx); err != nil {
@@ -273,6 +281,21 @@ func (d *DB) resume(ctx context.Context) error {
 		return nil
 	}
 	return d.applyRemote(rs)
+}
+
+// unpinNew releases the pin of a watched database whose target could not
+// be read: the application's WAL must not grow for as long as the target
+// is unreachable (a walsync started, or restarted, during an outage). The
+// next attempt pins it again first; if the WAL was restarted meanwhile the
+// resume cannot prove the chain and takes a snapshot, as after any stop.
+func (d *DB) unpinNew(ctx context.Context) {
+	if d.app != nil || d.mu.lock(context.WithoutCancel(ctx)) != nil {
+		return
+	}
+	defer d.mu.unlock()
+	if d.st == stateNew && d.pin.db != nil {
+		d.releasePin()
+	}
 }
 
 // applyRemote sets the replicated position from the target's state and
