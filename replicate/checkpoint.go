@@ -72,7 +72,7 @@ func (d *DB) maybeCheckpoint(ctx context.Context) error {
 		return err
 	}
 	if fi, err := os.Stat(d.walPath); err == nil && fi.Size() > maxWALFileBytes {
-		return d.truncateWAL(ctx)
+		return d.truncateWAL(ctx, false)
 	}
 	return nil
 }
@@ -244,7 +244,7 @@ func (d *DB) closeIfAppClosed(ctx context.Context) error {
 	if transition(d.st, evAppClosed).act != actClose {
 		return nil
 	}
-	if err := d.truncateWAL(ctx); err != nil {
+	if err := d.truncateWAL(ctx, true); err != nil {
 		d.debug("truncate wal after the application closed", "error", err)
 		return nil
 	}
@@ -300,7 +300,15 @@ func (d *DB) passiveCheckpoint(ctx context.Context) error {
 // truncateWAL runs a TRUNCATE checkpoint after a hand-over (READ_LOCK(0)
 // held, no slot). It succeeds only if nothing was written since: a writer
 // that restarted the WAL meanwhile left frames that cannot be copied.
-func (d *DB) truncateWAL(ctx context.Context) error {
+//
+// If uninit (the application stopped), the WAL-index is also marked for
+// rebuilding in the gate, before SQLite truncates the file: whoever sees
+// the WAL empty (and may then put another database file at the path, as
+// the README allows) also finds an index that the next connection rebuilds
+// from the database file, never one that still records the old file's
+// size and page size (a new file of another page size was read as
+// malformed in that window).
+func (d *DB) truncateWAL(ctx context.Context, uninit bool) error {
 	defer setGate(d.walPath, d.ino, nil)()
 	conn, err := openCheckpointConn(ctx, d.path)
 	if err != nil {
@@ -319,6 +327,15 @@ func (d *DB) truncateWAL(ctx context.Context) error {
 		}
 		if err != nil {
 			d.discontinuity("capture before WAL truncate failed: " + err.Error())
+		}
+		if uninit && err == nil {
+			// SQLite holds the write lock for the truncate. (Our own
+			// checkpoint connection is attached, so othersAttached cannot
+			// tell; nobody else was when the close began, and a connection
+			// that attached since rebuilds the index as after a crash.)
+			if err := d.pin.uninitSHM(); err != nil {
+				d.logger().Warn("reset the WAL-index after the application closed", "error", err)
+			}
 		}
 		return nil
 	})

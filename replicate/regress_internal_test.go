@@ -470,3 +470,42 @@ func TestWatchDirOddName(t *testing.T) {
 		t.Errorf("the odd file is not reported at WARN; log:\n%s", log)
 	}
 }
+
+// TestAppStoppedWALEmptyIndexReset: once the application stopped, whoever
+// sees its WAL empty may put another database file at the path (README).
+// The WAL-index must then already be marked for rebuilding: it still
+// records the old file's size and page size, and a new file of another
+// page size was read through it as malformed (the model test's
+// writer-error, seed 489863618). Before, the index was reset only after
+// the TRUNCATE checkpoint had emptied the WAL, leaving that window.
+func TestAppStoppedWALEmptyIndexReset(t *testing.T) {
+	f := newFixture(t, Options{SyncInterval: SyncImmediately, CheckpointFrames: 1 << 20})
+	f.write(5)
+	f.sync()
+	f.closeApp()
+	if err := f.d.mu.lock(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer f.d.mu.unlock()
+	if f.d.st == stateFollowing {
+		if err := f.d.passiveCheckpoint(f.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if handed, err := f.d.handOver(evAppClosed); err != nil || !handed {
+			t.Fatalf("hand-over: %v, %v", handed, err)
+		}
+	}
+	if err := f.d.truncateWAL(f.ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if size := f.walSize(); size != 0 {
+		t.Fatalf("WAL holds %d bytes after the TRUNCATE checkpoint", size)
+	}
+	shm, err := os.ReadFile(f.path + "-shm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shm[12] != 0 || shm[48+12] != 0 {
+		t.Fatal("the WAL is empty but the WAL-index is still initialised: a file put at the path now is read with the old size and page size")
+	}
+}
