@@ -127,6 +127,16 @@ func (d *DB) planSnapshot(ctx context.Context) (_ *snapPlan, err error) {
 	if err := d.planPages(p); err != nil {
 		return nil, err
 	}
+	if d.app != nil && p.before == (fileStamp{}) {
+		// In-app, walsync takes no lock the application waits for: it
+		// may leave WAL mode and write the file directly while the
+		// snapshot reads it (READ_LOCK(0) only keeps checkpoints out). A
+		// stamp taken before and after the read proves no such write came
+		// in between; otherwise the snapshot is taken again.
+		if p.before, err = stampOf(d.path); err != nil {
+			return nil, err
+		}
+	}
 	fi, err := p.db.Stat()
 	if err != nil {
 		return nil, err
