@@ -37,6 +37,8 @@ type publishWatcher struct {
 	dirs map[int32]string     // by watch descriptor: the directory, relative to root, slash-separated
 	seen map[string]time.Time // by path relative to root: when it was first seen
 	err  error                // the first failure (a lost event, a watch not added)
+
+	stopped bool // the descriptor is closed: directories are listed, not watched
 }
 
 // publishMask is what a watched directory reports: names created there or
@@ -73,7 +75,13 @@ func (w *publishWatcher) name() string { return "inotify" }
 // before stop was called is in it.
 func (w *publishWatcher) stop() (map[string]time.Time, error) {
 	derr := w.drain()
+	// Close under mu: the loop may be handling a batch it read before the
+	// drain, and may still hold one; both then list new directories
+	// without watching them (everything created before stop is seen).
+	w.mu.Lock()
+	w.stopped = true
 	w.f.Close()
+	w.mu.Unlock()
 	<-w.done
 	if derr != nil {
 		w.mu.Lock()
@@ -89,22 +97,24 @@ func (w *publishWatcher) stop() (map[string]time.Time, error) {
 // at now, directories by watching them too. Its caller holds w.mu.
 func (w *publishWatcher) addDir(rel string, now time.Time) error {
 	abs := filepath.Join(w.root, filepath.FromSlash(rel))
-	rc, err := w.f.SyscallConn()
-	if err != nil {
-		return err
+	if !w.stopped {
+		rc, err := w.f.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var wd int
+		var serr error
+		if err := rc.Control(func(fd uintptr) { wd, serr = unix.InotifyAddWatch(int(fd), abs, publishMask) }); err != nil {
+			return err
+		}
+		if errors.Is(serr, unix.ENOENT) {
+			return nil // removed since it was created
+		}
+		if serr != nil {
+			return &os.PathError{Op: "inotify_add_watch", Path: abs, Err: serr}
+		}
+		w.dirs[int32(wd)] = rel
 	}
-	var wd int
-	var serr error
-	if err := rc.Control(func(fd uintptr) { wd, serr = unix.InotifyAddWatch(int(fd), abs, publishMask) }); err != nil {
-		return err
-	}
-	if errors.Is(serr, unix.ENOENT) {
-		return nil // removed since it was created
-	}
-	if serr != nil {
-		return &os.PathError{Op: "inotify_add_watch", Path: abs, Err: serr}
-	}
-	w.dirs[int32(wd)] = rel
 	entries, err := os.ReadDir(abs)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
