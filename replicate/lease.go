@@ -141,11 +141,36 @@ type lease struct {
 }
 
 func newFence(store Storage, ttl time.Duration, takeover bool, log *slog.Logger) *fence {
-	return &fence{
+	f := &fence{
 		store: store, ttl: ttl, takeover: takeover, log: log,
-		self: selfHolder(), now: time.Now, alive: processAlive,
+		self: selfHolder(), now: time.Now,
 		leases: make(map[string]*lease),
 	}
+	f.alive = func(h LeaseHolder) bool {
+		if h.Instance != f.self.Instance && sameProcess(h, f.self) {
+			// Another Replicator of this process: alive only while it is
+			// open (one closed without releasing, e.g. its release timed
+			// out, must not lock this process out until the expiry).
+			_, open := openFences.Load(h.Instance)
+			return open
+		}
+		return processAlive(h)
+	}
+	openFences.Store(f.self.Instance, struct{}{})
+	return f
+}
+
+// openFences holds the instance ids of the fences of this process whose
+// Replicator is not closed: the process-wide fact that tells a lease left
+// by an earlier Replicator of this process from one still in use.
+var openFences sync.Map
+
+// closeFence records that f's Replicator is closed.
+func (f *fence) close() { openFences.Delete(f.self.Instance) }
+
+// sameProcess reports whether a and b describe the same process.
+func sameProcess(a, b LeaseHolder) bool {
+	return a.Host == b.Host && a.PID == b.PID && a.Boot == b.Boot && a.PIDNS == b.PIDNS && a.ProcStart == b.ProcStart
 }
 
 // selfHolder describes this process.

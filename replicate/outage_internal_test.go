@@ -240,3 +240,47 @@ func TestStartDuringOutage(t *testing.T) {
 	f.wantSnapshot("WAL changed while walsync was not running")
 	f.checkRestore()
 }
+
+// noDeleteStore fails every Delete, so that a Replicator cannot release its
+// leases (as when its release times out).
+type noDeleteStore struct{ Storage }
+
+func (s noDeleteStore) Delete(ctx context.Context, keys ...string) error {
+	return errors.New("delete refused")
+}
+
+// TestLeaseAfterInProcessRestart: an application that closes its
+// Replicator without the lease being released (the release timed out, as
+// the model test's abrupt restart does with ShutdownTimeout 1 ms) and
+// creates a new one in the same process takes the lease at once. Before,
+// the new Replicator saw a live holder (this very process) and refused the
+// database until the lease expired: nothing was replicated for 10 minutes
+// (the model test's stuck lag, seed 140426943).
+func TestLeaseAfterInProcessRestart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "db.sqlite")
+	runSQLite(t, path, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER);")
+	store := noDeleteStore{memstore.New()}
+	ctx := context.Background()
+	r1 := New(store, Options{SyncInterval: SyncImmediately})
+	if _, err := r1.Add(ctx, path, "db"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r1.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r1.Close() // the release fails
+
+	r2 := New(store, Options{SyncInterval: SyncImmediately})
+	defer r2.Close()
+	if _, err := r2.Add(ctx, path, "db"); err != nil {
+		t.Fatalf("a new Replicator of the same process after the first closed: %v", err)
+	}
+	// While the second is open, a third of the same process is refused.
+	r3 := New(store, Options{SyncInterval: SyncImmediately})
+	defer r3.Close()
+	var le *LeaseError
+	if _, err := r3.Add(ctx, path, "db"); !errors.As(err, &le) {
+		t.Fatalf("a third Replicator while the second is open: %v, want a LeaseError", err)
+	}
+}

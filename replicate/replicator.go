@@ -447,6 +447,7 @@ func (r *Replicator) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), r.opts.ShutdownTimeout)
 		errs = append(errs, r.fence.releaseAll(ctx, r.opts.Concurrency))
 		cancel()
+		r.fence.close()
 	}
 	errs = append(errs, r.watch.close())
 	return errors.Join(errs...)

@@ -73,8 +73,9 @@ type Options struct {
 	// path. Default: replicate.NameFromPath.
 	Name func(path string) (string, error)
 
-	// Logger receives errors that cannot be returned to SQLite.
-	// Default: discard.
+	// Logger receives errors that cannot be returned to SQLite (a
+	// database that cannot be replicated, for example because another
+	// process holds its lease). Default: slog.Default().
 	Logger *slog.Logger
 }
 
@@ -130,7 +131,8 @@ func Register(name string, r *replicate.Replicator, opts Options) (*VFS, error) 
 		opts.Name = replicate.NameFromPath
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+		// A database that cannot be replicated must not go unnoticed.
+		opts.Logger = slog.Default()
 	}
 	v := &VFS{name: name, r: r, opts: opts, log: opts.Logger, dbs: make(map[string]*dbEntry)}
 	sqlite3vfs.Register(name, &walsyncVFS{VFS: opts.Base, v: v})
