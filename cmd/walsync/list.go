@@ -18,7 +18,7 @@ func newListCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list -b URL",
 		Short: "List the databases in a target with their restorable range",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runList(cmd.Context(), g, target, asJSON)
 		},

@@ -139,7 +139,7 @@ absolute path) from the newest snapshot at or before the target point and the
 segments after it. Every object's SHA-256 and LTX checksum is verified and
 PRAGMA integrity_check is run before the file is renamed into place (mode
 0600). An existing OUT is replaced only with --force, never if it is open.`,
-		Args: cobra.ExactArgs(1),
+		Args: argsNamed([]string{"NAME"}, []string{"the database's name in the target, or its original path; `walsync list -b URL` shows them"}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRestore(cmd.Context(), g, o, args[0])
 		},

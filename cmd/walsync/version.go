@@ -18,7 +18,7 @@ func newVersionCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print walsync's version and the linked SQLite version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v := version
 			if bi, ok := debug.ReadBuildInfo(); ok && v == "" {
