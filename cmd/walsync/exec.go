@@ -97,7 +97,8 @@ type child struct {
 // standard input and the writers of g, passing execSignals on to it. Its
 // context is a child of parent's values that is done when the child has
 // exited, not when parent is (walsync's own SIGINT and SIGTERM go to the
-// child). The caller must call close once it is done.
+// child). If parent is already done, the child is not started and the
+// result is nil, nil. The caller must call close once it is done.
 func startChild(parent context.Context, argv []string, g *globals, log *slog.Logger) (*child, error) {
 	c := &child{
 		log:  log,
@@ -114,8 +115,17 @@ func startChild(parent context.Context, argv []string, g *globals, log *slog.Log
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 
 	// Catch the signals before the child exists, so that none arriving
-	// in between ends walsync with its default action.
+	// in between ends walsync with its default action; one that arrives
+	// before the child is started is passed on once it is.
 	signal.Notify(c.sigs, execSignals...)
+	if parent.Err() != nil {
+		// walsync was told to stop (SIGINT, SIGTERM) before it caught
+		// signals: the application is not started.
+		signal.Stop(c.sigs)
+		cancel()
+		log.Info("exec: stopping before the application started")
+		return nil, nil
+	}
 	started := make(chan error, 1)
 	// The parent-death signal fires when the thread that started the
 	// child exits, not the process: start and wait on one locked thread,

@@ -24,6 +24,7 @@ type listJSON struct {
 	Bytes     int64      `json:"bytes"` // total size of its objects
 }
 
+// newListJSON returns the list line of d.
 func newListJSON(d replicate.DatabaseInfo) listJSON {
 	return listJSON{
 		Name:      d.Name,
@@ -48,6 +49,7 @@ type restoreJSON struct {
 	PageSize  uint32     `json:"page_size"` // bytes per page
 }
 
+// newRestoreJSON returns the restore output of name restored to output.
 func newRestoreJSON(name, output string, r replicate.RestoreResult) restoreJSON {
 	return restoreJSON{
 		Name:      name,

@@ -25,13 +25,14 @@ import (
 func repoFile(rel string) string { return filepath.Join("..", "..", filepath.FromSlash(rel)) }
 
 // parseWatchArgs parses a `walsync watch` command line (without
-// "walsync watch") with watch's own flags and checks: the flags exist and
-// their values are valid.
+// "walsync watch") with watch's flags and the global ones, and checks that
+// the flags exist and their values are valid.
 func parseWatchArgs(t *testing.T, args []string) *watchOptions {
 	t.Helper()
 	o := &watchOptions{}
 	fs := pflag.NewFlagSet("watch", pflag.ContinueOnError)
 	o.AddFlags(fs)
+	fs.AddFlagSet(newRootCmd().PersistentFlags()) // --log-format and the other global flags
 	if err := fs.Parse(args); err != nil {
 		t.Fatalf("watch %q: %v", args, err)
 	}
