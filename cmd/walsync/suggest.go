@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/walsync/walsync/replicate"
 )
@@ -14,10 +15,16 @@ import (
 // maxSuggestions is how many names a "no backup found" error suggests.
 const maxSuggestions = 5
 
+// hintTimeout bounds the listing behind a "no backup found" error's hint.
+const hintTimeout = 10 * time.Second
+
 // noBackupHint returns what to add to a "no backup found" error for name:
 // the nearest names in the target, or how many databases it holds. It
-// lists the target once, reading no object; "" if that fails.
+// lists the target once, reading no object; "" if that fails or takes
+// longer than hintTimeout (a target of millions of objects).
 func noBackupHint(ctx context.Context, store replicate.Storage, name string) string {
+	ctx, cancel := context.WithTimeout(ctx, hintTimeout)
+	defer cancel()
 	names, err := replicate.ListNames(ctx, store)
 	if err != nil {
 		return ""
