@@ -86,7 +86,7 @@ func restoredNs(t *testing.T, url, name string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "restored.db")
 	mustRun(t, "restore", name, "-b", url, "-o", out)
-	return strings.TrimSpace(strings.ReplaceAll(sqlite(t, out, "SELECT n FROM t ORDER BY n;\n"), "\n", ","))
+	return strings.Join(strings.Fields(sqlite(t, out, "SELECT n FROM t ORDER BY n;\n")), ",")
 }
 
 // TestExecExitStatus: `watch --exec` runs a real application (a shell
