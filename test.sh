@@ -3,6 +3,7 @@
 # the tests need, pinned and cached outside the repository:
 #   versitygw v1.8.0 (S3 server), Litestream v0.5.18 (interop tests): go install
 #   sqlite3 CLI (external writer): Debian package, if not on PATH
+#   systemd-analyze (checks the systemd unit): Debian package systemd, if not on PATH
 # Integration tests must not skip here: WALSYNC_REQUIRE_INTEGRATION=1 turns a
 # missing prerequisite into a failure, and any skipped test fails the run.
 set -euo pipefail
@@ -36,6 +37,14 @@ if ! command -v sqlite3 >/dev/null 2>&1; then
 fi
 export WALSYNC_SQLITE3
 WALSYNC_SQLITE3=$(command -v sqlite3)
+
+if ! command -v systemd-analyze >/dev/null 2>&1; then # TestSystemdUnit verifies the unit
+	echo "test.sh: installing systemd-analyze (Debian package systemd)" >&2
+	sudo=""
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	$sudo apt-get update -qq
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+fi
 
 export WALSYNC_REQUIRE_INTEGRATION=1
 export AWS_EC2_METADATA_DISABLED=true

@@ -33,22 +33,8 @@ func ListDatabases(ctx context.Context, store Storage) ([]DatabaseInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list: %w", err)
 		}
-		// <name>/<level>/<file>.ltx
-		i := strings.LastIndexByte(obj.Key, '/')
-		j := strings.LastIndexByte(obj.Key[:max(i, 0)], '/')
-		if i < 0 || j <= 0 {
-			continue
-		}
-		name := obj.Key[:j]
-		level, ok := parseLevel(obj.Key[j+1 : i])
+		name, level, f, ok := parseObjectKey(obj.Key)
 		if !ok {
-			continue
-		}
-		f, err := parseLTXKey(obj.Key[:i+1], obj.Key, level)
-		if err != nil || (level == SnapshotLevel && f.minTXID != 1) {
-			continue
-		}
-		if _, err := CleanName(name); err != nil {
 			continue
 		}
 		info := byName[name]
@@ -87,6 +73,50 @@ func ListDatabases(ctx context.Context, store Storage) ([]DatabaseInfo, error) {
 	}
 	slices.SortFunc(out, func(a, b DatabaseInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// ListNames returns the name of every database with a backup in store,
+// sorted: the names ListDatabases returns, from one listing of the target
+// without reading any object.
+func ListNames(ctx context.Context, store Storage) ([]string, error) {
+	seen := make(map[string]struct{})
+	for obj, err := range store.List(ctx, "", "") {
+		if err != nil {
+			return nil, fmt.Errorf("list: %w", err)
+		}
+		if name, _, _, ok := parseObjectKey(obj.Key); ok {
+			seen[name] = struct{}{}
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for name := range seen {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// parseObjectKey parses the key of an LTX object, <name>/<level>/<file>.ltx.
+// It reports false for any other key, for a snapshot that does not start
+// at TXID 1 and for a name [CleanName] refuses.
+func parseObjectKey(key string) (name string, level int, f ltxFile, ok bool) {
+	i := strings.LastIndexByte(key, '/')
+	j := strings.LastIndexByte(key[:max(i, 0)], '/')
+	if i < 0 || j <= 0 {
+		return "", 0, ltxFile{}, false
+	}
+	name = key[:j]
+	if level, ok = parseLevel(key[j+1 : i]); !ok {
+		return "", 0, ltxFile{}, false
+	}
+	f, err := parseLTXKey(key[:i+1], key, level)
+	if err != nil || (level == SnapshotLevel && f.minTXID != 1) {
+		return "", 0, ltxFile{}, false
+	}
+	if _, err := CleanName(name); err != nil {
+		return "", 0, ltxFile{}, false
+	}
+	return name, level, f, true
 }
 
 // headerTime returns the creation time in the LTX header of key. An object

@@ -107,7 +107,7 @@ file:// target the objects created are counted instead.
 
 The run exits non-zero if any restore differs from its source or a tool
 failed.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBench(cmd.Context(), g, o)
 		},

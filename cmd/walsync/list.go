@@ -18,13 +18,13 @@ func newListCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list -b URL",
 		Short: "List the databases in a target with their restorable range",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runList(cmd.Context(), g, target, asJSON)
 		},
 	}
 	cmd.Flags().StringVarP(&target, "bucket", "b", "", "target URL: s3://bucket[/prefix] or file:///dir")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per database")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per database (snake_case keys: docs/json.md)")
 	return cmd
 }
 
@@ -40,7 +40,7 @@ func runList(ctx context.Context, g *globals, target string, asJSON bool) error 
 	if asJSON {
 		enc := json.NewEncoder(g.stdout)
 		for _, d := range dbs {
-			if err := enc.Encode(d); err != nil {
+			if err := enc.Encode(newListJSON(d)); err != nil {
 				return err
 			}
 		}

@@ -4,13 +4,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
-
-	"github.com/walsync/walsync/internal/redact"
 )
 
 func main() {
@@ -24,8 +21,8 @@ func main() {
 	cmd := newRootCmd()
 	cmd.SetArgs(os.Args[1:])
 	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "walsync:", redact.Text(oneLine(err)))
+		code := report(os.Stderr, err)
 		stop()
-		os.Exit(1)
+		os.Exit(code)
 	}
 }

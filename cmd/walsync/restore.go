@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -30,6 +31,7 @@ type restoreOptions struct {
 	check     string
 	vfs       string
 	keyFile   string
+	asJSON    bool
 }
 
 func (o *restoreOptions) AddFlags(f *pflag.FlagSet) {
@@ -41,6 +43,7 @@ func (o *restoreOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.check, "integrity-check", "full", "check run on the restored file: full, quick or none")
 	f.StringVar(&o.vfs, "vfs", "", "for an encrypted database: the VFS that opens it for the check (adiantum or xts)")
 	f.StringVar(&o.keyFile, "key-file", "", "with --vfs: file whose first line is key=..., hexkey=... or textkey=...")
+	f.BoolVar(&o.asJSON, "json", false, "print the result as one JSON object (snake_case keys: docs/json.md)")
 }
 
 // parse converts the flags into library options.
@@ -139,7 +142,7 @@ absolute path) from the newest snapshot at or before the target point and the
 segments after it. Every object's SHA-256 and LTX checksum is verified and
 PRAGMA integrity_check is run before the file is renamed into place (mode
 0600). An existing OUT is replaced only with --force, never if it is open.`,
-		Args: cobra.ExactArgs(1),
+		Args: argsNamed([]string{"NAME"}, []string{"the database's name in the target, or its original path; `walsync list -b URL` shows them"}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRestore(cmd.Context(), g, o, args[0])
 		},
@@ -166,8 +169,16 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions, name string)
 		return err
 	}
 	res, err := replicate.Restore(ctx, store, name, o.output, ro)
+	if errors.Is(err, replicate.ErrNoBackup) {
+		if hint := noBackupHint(ctx, store, name); hint != "" {
+			return fmt.Errorf("%w; %s", err, hint)
+		}
+	}
 	if err != nil {
 		return err
+	}
+	if o.asJSON {
+		return json.NewEncoder(g.stdout).Encode(newRestoreJSON(name, o.output, res))
 	}
 	fmt.Fprintf(g.stdout, "restored %s to %s: txid %s (%d), %s, %d pages of %d bytes, %d files\n",
 		name, o.output, res.TXID, uint64(res.TXID), res.Timestamp.Format(time.RFC3339Nano), res.Pages, res.PageSize, res.Files)

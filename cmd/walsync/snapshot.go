@@ -17,7 +17,7 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 		Long: `snapshot uploads what is committed and not yet replicated, then a full snapshot
 of DB. Do not run it against a database that a walsync watch process is
 replicating into the same target: both would write the next transaction ID.`,
-		Args: cobra.ExactArgs(1),
+		Args: argsNamed([]string{"DB"}, []string{"the path of the database file"}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSnapshot(cmd.Context(), g, target, name, args[0])
 		},

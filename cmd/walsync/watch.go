@@ -32,6 +32,8 @@ type watchOptions struct {
 	leaseTTL         time.Duration
 	takeover         bool
 	keepCodePages    bool
+	exec             string   // --exec: the application's command line
+	execArgv         []string // the application's argv, from --exec or after "--" (exec.go)
 }
 
 func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
@@ -49,6 +51,7 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.takeover, "takeover", false, "take over databases whose lease another process holds (when that process is known to be gone)")
 	f.BoolVar(&o.keepCodePages, "keep-code-pages", false, "do not release start-up code pages after the first sync (for measurements)")
 	f.MarkHidden("keep-code-pages")
+	f.StringVar(&o.exec, "exec", "", "run this command (split into words as a shell would, no shell features) as a child, passing signals on; when it exits, upload what is committed and exit with its status (or give the command after --)")
 }
 
 func (o *watchOptions) validate(args []string) error {
@@ -107,6 +110,10 @@ wakes up on inotify events, uploads one segment per database per
 --sync-interval of activity, and nothing for idle databases. On SIGINT or
 SIGTERM it uploads what is committed and exits 0.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			args, err := o.takeExecArgs(args, cmd.ArgsLenAtDash())
+			if err != nil {
+				return err
+			}
 			return runWatch(cmd.Context(), g, o, args)
 		},
 	}
@@ -150,6 +157,15 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 		}
 	}
 	log.Info("watching", "databases", len(r.DBs()), "target", redact.URL(o.target))
+	var app *child // exec mode: the application, started once replication runs
+	if len(o.execArgv) > 0 {
+		if app, err = startChild(ctx, o.execArgv, g, log); err != nil {
+			r.Close()
+			return err
+		}
+		defer app.close()
+	}
+	ctx = app.context(ctx)
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	trimmed := make(chan struct{})
 	go func() {
@@ -162,10 +178,10 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 	stopTrim()
 	<-trimmed
 	if err != nil {
-		return err
+		return app.result(err)
 	}
 	log.Info("stopped", "stats", fmt.Sprintf("%+v", r.Stats()))
-	return nil
+	return app.result(nil)
 }
 
 // releaseStartupPages waits until the databases found at start-up are
