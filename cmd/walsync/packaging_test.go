@@ -77,13 +77,13 @@ func parseUnit(t *testing.T, path string) unitFile {
 	return u
 }
 
-// TestSystemdUnit checks packaging/systemd/walsync.service: its sandboxing
+// TestSystemdUnit checks docs/packaging/systemd/walsync.service: its sandboxing
 // directives, that ExecStart is a valid watch command line whose database
 // directory and spool directory are writable, `systemd-analyze verify`
 // without a warning, and an exposure level of at most 2.0 ("OK") from
 // `systemd-analyze security --offline`.
 func TestSystemdUnit(t *testing.T) {
-	path := repoFile("packaging/systemd/walsync.service")
+	path := repoFile("docs/packaging/systemd/walsync.service")
 	u := parseUnit(t, path)
 	svc := u["Service"]
 	for k, want := range map[string]string{
@@ -194,7 +194,7 @@ func parseDockerfile(t *testing.T, path string) []instruction {
 	return out
 }
 
-// TestDockerfile lints packaging/docker/Dockerfile (no Docker engine runs
+// TestDockerfile lints docs/packaging/docker/Dockerfile (no Docker engine runs
 // here: docs/deploy.md says how to build it by hand): a multi-stage build
 // whose Go version is go.mod's, images pinned to a tag, a final stage on
 // distroless static as a non-root user with an exec-form ENTRYPOINT; then
@@ -202,7 +202,7 @@ func parseDockerfile(t *testing.T, path string) []instruction {
 // static (no interpreter, no shared library) and prints the version given
 // as the VERSION build argument.
 func TestDockerfile(t *testing.T) {
-	ins := parseDockerfile(t, repoFile("packaging/docker/Dockerfile"))
+	ins := parseDockerfile(t, repoFile("docs/packaging/docker/Dockerfile"))
 	args := map[string]string{} // global ARGs, before the first FROM
 	var stages [][]instruction
 	for _, in := range ins {
@@ -372,7 +372,7 @@ func strs(v any) []string {
 	return out
 }
 
-// TestKubernetesExample checks packaging/k8s/app-with-walsync.yaml: every
+// TestKubernetesExample checks docs/packaging/k8s/app-with-walsync.yaml: every
 // object is well formed, the sidecar's arguments are a valid watch command
 // line whose directories are mounted, the containers run as non-root, and
 // the restore step's shell guard does what docs/deploy.md says, run with
@@ -380,7 +380,7 @@ func strs(v any) []string {
 // the application start empty, a backup is restored, and any other
 // failure (here a target that does not exist) fails the pod.
 func TestKubernetesExample(t *testing.T) {
-	objs := k8sObjects(t, repoFile("packaging/k8s/app-with-walsync.yaml"))
+	objs := k8sObjects(t, repoFile("docs/packaging/k8s/app-with-walsync.yaml"))
 	var pod any
 	for _, o := range objs {
 		if o["apiVersion"] == nil || o["kind"] == nil || get(o, "metadata", "name") == nil {

@@ -109,7 +109,7 @@ func TestVersionBuildInfo(t *testing.T) {
 		t.Helper()
 		// -buildvcs=true on the command line wins over a GOFLAGS that
 		// turns stamping off (and fails if it cannot stamp).
-		// CGO_ENABLED=0 and -trimpath as in packaging/docker/Dockerfile,
+		// CGO_ENABLED=0 and -trimpath as in docs/packaging/docker/Dockerfile,
 		// so that TestDockerfile's build shares the build cache.
 		runIn(src, []string{"CGO_ENABLED=0"}, "go", "build", "-buildvcs=true", "-trimpath", "-ldflags", ldflags, "-o", bin, "./cmd/walsync")
 		return runIn(src, nil, bin, "version")
