@@ -136,8 +136,11 @@ func (e *Error) Error() string {
 	if e.Field != "" {
 		s += ": " + e.Field
 	}
-	return s + ": " + e.Err.Error()
+	return oneLine.Replace(s + ": " + e.Err.Error())
 }
+
+// oneLine escapes line breaks, which keys and values may hold.
+var oneLine = strings.NewReplacer("\n", `\n`, "\r", `\r`)
 
 func (e *Error) Unwrap() error { return e.Err }
 
@@ -300,6 +303,9 @@ func (d *decoder) walsync(c *Config, top []pair) {
 				}
 			}
 		default:
+			if strings.HasPrefix(p.key, "x-") {
+				continue // a place for YAML anchors, as in Compose files
+			}
 			d.errorf(p.keyNode, p.field, "unknown key (see docs/config.md)")
 		}
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"path/filepath"
@@ -408,13 +409,7 @@ func (d *decoder) s3Replica(n *yaml.Node, field string, u *url.URL, urlNode *yam
 	}
 	q := url.Values{}
 	if endpoint != "" {
-		if !strings.Contains(endpoint, "://") {
-			scheme := "https://"
-			if h := strings.Split(endpoint, ":")[0]; h == "localhost" || strings.HasPrefix(h, "127.") {
-				scheme = "http://"
-			}
-			endpoint = scheme + endpoint
-		}
+		endpoint = withScheme(endpoint)
 		q.Set("endpoint", endpoint)
 	}
 	if region != "" {
@@ -427,6 +422,25 @@ func (d *decoder) s3Replica(n *yaml.Node, field string, u *url.URL, urlNode *yam
 	}
 	loc.target = (&url.URL{Scheme: "s3", Host: bucket, RawQuery: q.Encode()}).String()
 	return loc, strings.Trim(path.Clean("/"+rpath), "/")
+}
+
+// withScheme returns endpoint with a scheme, as Litestream completes one
+// without: http:// for a local or private host, https:// otherwise.
+func withScheme(endpoint string) string {
+	if strings.Contains(endpoint, "://") {
+		return endpoint
+	}
+	host := endpoint
+	if h, _, err := net.SplitHostPort(endpoint); err == nil {
+		host = h
+	}
+	ip := net.ParseIP(host)
+	local := host == "localhost" || strings.HasSuffix(host, ".localhost") || strings.HasSuffix(host, ".local") ||
+		ip != nil && (ip.IsLoopback() || ip.IsPrivate())
+	if local {
+		return "http://" + endpoint
+	}
+	return "https://" + endpoint
 }
 
 // targetURL puts prefix (slash-separated) into the target URL base.

@@ -19,7 +19,12 @@ type decoder struct {
 	errs   Errors
 	warns  []Warning
 	lines  map[string]int // field → line of its key
+	visits int            // mapping entries walked, aliases and merges included
 }
+
+// maxVisits bounds the mapping entries walked: aliases and merge keys can
+// make a small file expand exponentially.
+const maxVisits = 1 << 20
 
 // errorf records an error at node n (nil: no line) for field.
 func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
@@ -70,6 +75,12 @@ func (d *decoder) pairs(n *yaml.Node, field string) []pair {
 	}
 	if n.Kind != yaml.MappingNode {
 		d.errorf(n, field, "want a mapping (key: value lines), got %s", kind(n))
+		return nil
+	}
+	if d.visits += len(n.Content) / 2; d.visits > maxVisits {
+		if d.visits-len(n.Content)/2 <= maxVisits {
+			d.errorf(n, field, "too many aliases or merge keys")
+		}
 		return nil
 	}
 	var out, merged []pair
