@@ -30,21 +30,16 @@ type configOptions struct {
 	defaultPath string // config.DefaultPath; tests point it elsewhere
 
 	cfg *config.Config // nil: no file read
+
+	// metricsUnserved: the file sets a metrics address and watch has no
+	// --metrics-addr to take it.
+	metricsUnserved bool
 }
 
 // AddFlags adds -c/--config and --no-expand-env.
 func (o *configOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVarP(&o.path, "config", "c", "", "read the target, settings and databases from this YAML file, walsync's or Litestream's (default: "+config.DefaultPath+" if it exists and no database is given)")
 	f.BoolVar(&o.noExpandEnv, "no-expand-env", false, "do not expand $VAR and ${VAR} in the config file's values")
-}
-
-// MetricsAddr returns the metrics address the file gives (metrics-addr,
-// or Litestream's addr), "" if none.
-func (o *configOptions) MetricsAddr() string {
-	if o.cfg == nil {
-		return ""
-	}
-	return o.cfg.MetricsAddr
 }
 
 // loadConfig reads the config file, if watch has one, and applies it to o
@@ -80,6 +75,7 @@ func loadConfig(flags *pflag.FlagSet, g *globals, o *watchOptions, args []string
 		return configError(g, err)
 	}
 	c.cfg = cfg
+	c.metricsUnserved = cfg.MetricsAddr != "" && flags.Lookup("metrics-addr") == nil
 	return nil
 }
 
@@ -105,6 +101,13 @@ func applyConfig(flags *pflag.FlagSet, g *globals, o *watchOptions, cfg *config.
 	setIf("log-format", cfg.LogFormat != "", func() { g.logFormat = cfg.LogFormat })
 
 	var errs config.Errors
+	// The metrics address goes through the flag's own value, whatever
+	// variable the flag is bound to.
+	if fl := flags.Lookup("metrics-addr"); fl != nil && cfg.MetricsAddr != "" && !fl.Changed {
+		if err := fl.Value.Set(cfg.MetricsAddr); err != nil {
+			errs = append(errs, cfg.Errorf(metricsField(cfg), "%w", err))
+		}
+	}
 	if cfg.SpoolMax != nil && unset("spool-max") {
 		if _, err := parseSize(*cfg.SpoolMax); err != nil {
 			errs = append(errs, cfg.Errorf("spool-max", "%w", err))
@@ -164,18 +167,27 @@ func configError(g *globals, err error) error {
 	return errs[len(errs)-1]
 }
 
-// warn logs the file's warnings, one line per key.
+// warn logs which file was read and its warnings, one line per key.
 func (o *configOptions) warn(log *slog.Logger) {
-	if o.cfg == nil {
+	c := o.cfg
+	if c == nil {
 		return
 	}
-	for _, w := range o.cfg.Warnings {
+	format := "walsync"
+	if c.Litestream {
+		format = "litestream"
+	}
+	log.Info("config", "file", c.File, "format", format, "databases", len(c.Databases))
+	for _, w := range c.Warnings {
 		log.Warn("config: "+w.Msg, "at", fmt.Sprintf("%s:%d", w.File, w.Line), "key", w.Field)
 	}
-	if o.cfg.MetricsAddr != "" {
-		// Merge point: watch's --metrics-addr takes o.MetricsAddr() when
-		// not given; until then the setting is said to be unused.
-		log.Warn("config: accepted but not applied: this build serves no metrics", "at", fmt.Sprintf("%s:%d", o.cfg.File, o.cfg.Line(metricsField(o.cfg))), "key", metricsField(o.cfg))
+	if o.metricsUnserved {
+		log.Warn("config: accepted but not applied: this build serves no metrics", "at", fmt.Sprintf("%s:%d", c.File, c.Line(metricsField(c))), "key", metricsField(c))
+	}
+	if c.Credentials != (config.Credentials{}) {
+		if fi, err := os.Stat(c.File); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("config: the file holds credentials and other users may read it (chmod 600)", "file", c.File, "mode", fi.Mode().Perm().String())
+		}
 	}
 }
 

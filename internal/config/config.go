@@ -234,7 +234,11 @@ func Parse(file string, data []byte, opts Options) (*Config, error) {
 		d.walsync(c, top)
 	}
 	if len(d.errs) == 0 && len(c.Databases) == 0 {
-		d.errorf(root, "databases", "no database: list at least one path or dir")
+		field := "databases"
+		if c.Litestream {
+			field = "dbs"
+		}
+		d.errorf(root, field, "no database: list at least one path or dir")
 	}
 	c.Warnings, c.lines = d.warns, d.lines
 	if len(d.errs) > 0 {
