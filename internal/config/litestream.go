@@ -2,11 +2,13 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -389,8 +391,9 @@ func (d *decoder) s3Replica(n *yaml.Node, field string, u *url.URL, urlNode *yam
 			d.errorf(urlNode, field+".url", "host %q: walsync does not translate provider host names; give the bucket as host and the server as ?endpoint= (or bucket: and endpoint:)", bucket)
 			return loc, ""
 		}
-		for k, vs := range u.Query() {
-			switch v := vs[len(vs)-1]; k {
+		query := u.Query()
+		for _, k := range slices.Sorted(maps.Keys(query)) {
+			switch v := query.Get(k); k {
 			case "endpoint":
 				endpoint = v
 			case "region":
@@ -399,6 +402,11 @@ func (d *decoder) s3Replica(n *yaml.Node, field string, u *url.URL, urlNode *yam
 				b := v == "true" || v == "1" || v == "t" || v == "yes"
 				pathStyle = &b
 			default:
+				if !litestreamQuery[k] {
+					// Not a name Litestream knows: it could be a secret.
+					d.warnf(urlNode, field+".url", "a query parameter walsync does not know ignored (not shown)")
+					continue
+				}
 				d.warnf(urlNode, field+".url", "query parameter %q ignored", k)
 			}
 		}
@@ -459,6 +467,15 @@ func targetURL(base, prefix string) string {
 		u.Path = "/" + prefix
 	}
 	return u.String()
+}
+
+// litestreamQuery are the query parameters of Litestream's s3 replica URLs
+// that walsync ignores.
+var litestreamQuery = map[string]bool{
+	"skipVerify": true, "signPayload": true, "sign-payload": true, "signAcceptEncoding": true,
+	"sign-accept-encoding": true, "requireContentMD5": true, "require-content-md5": true,
+	"putObjectContentMD5": true, "put-object-content-md5": true, "storageClass": true,
+	"storage-class": true, "partSize": true, "part-size": true, "concurrency": true,
 }
 
 // ignore warns about a key walsync does not use.
