@@ -21,14 +21,14 @@ databases:
 	}
 	fmt.Println(c.Target)
 	for _, db := range c.Databases {
-		fmt.Println(db.Field, db.Path+db.Dir, db.Name, db.Pattern)
+		fmt.Printf("%s %s name=%q pattern=%q\n", db.Field, db.Path+db.Dir, db.Name, db.Pattern)
 	}
 	_, err = config.Parse("walsync.yml", []byte("databases:\n  - path: /a.db\n    sync-interval: fast\n"), config.Options{})
 	fmt.Println(err)
 	// Output:
 	// s3://backups/prod
-	// databases[0] /var/lib/app/main.db main
-	// databases[1] /var/lib/app/tenants  *.db
+	// databases[0] /var/lib/app/main.db name="main" pattern=""
+	// databases[1] /var/lib/app/tenants name="" pattern="*.db"
 	// walsync.yml:3: databases[0].sync-interval: "fast" is not a duration (use a unit: 500ms, 1s, 5m, 24h)
 }
 
