@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/walsync/walsync/internal/redact"
 )
 
 // replicaSettings are Litestream's replica settings, given at the top level
@@ -334,11 +336,15 @@ func (d *decoder) replicaLocation(n *yaml.Node, field string, defaults replicaSe
 	own := rs
 	rs = rs.merged(defaults)
 	loc := location{creds: Credentials{AccessKeyID: rs.accessKeyID, SecretAccessKey: rs.secretAccessKey}}
-	if (loc.creds.AccessKeyID == "") != (loc.creds.SecretAccessKey == "") {
+	if (loc.creds.AccessKeyID == "") != (loc.creds.SecretAccessKey == "") && len(d.errs) == 0 {
 		d.errorf(resolve(n), field, "give both access-key-id and secret-access-key, or neither")
 	}
 	var u *url.URL
 	if rawURL != "" {
+		if redact.HasUserinfo(rawURL) {
+			d.errorf(urlNode, field+".url", "credentials in the URL are not accepted; use access-key-id and secret-access-key or the environment")
+			return loc, "", own
+		}
 		var err error
 		if u, err = url.Parse(rawURL); err != nil || u.Scheme == "" {
 			d.errorf(urlNode, field+".url", "not a URL (want s3://bucket/path or file:///path)")
