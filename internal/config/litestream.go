@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -297,9 +296,16 @@ func (d *decoder) litestreamPath(n *yaml.Node, field, home string) string {
 	return abs
 }
 
-// providerHost matches the provider host names Litestream turns into a
-// bucket, region and endpoint; walsync wants them spelled out.
-var providerHost = regexp.MustCompile(`\.(amazonaws\.com|digitaloceanspaces\.com|backblazeb2\.com|filebase\.com|scw\.cloud|neon\.tech)$`)
+// providerHost reports whether host is a provider host name Litestream
+// turns into a bucket, region and endpoint; walsync wants them spelled out.
+func providerHost(host string) bool {
+	for _, suffix := range []string{".amazonaws.com", ".digitaloceanspaces.com", ".backblazeb2.com", ".filebase.com", ".scw.cloud", ".neon.tech"} {
+		if strings.HasSuffix(host, suffix) {
+			return true
+		}
+	}
+	return false
+}
 
 // replica translates one replica: it returns the target without its path
 // (a URL "s3://bucket?…" or "file://") and the credentials, the replica
@@ -393,7 +399,7 @@ func (d *decoder) s3Replica(n *yaml.Node, field string, u *url.URL, urlNode *yam
 			return loc, ""
 		}
 		bucket, rpath = u.Host, u.Path
-		if u.Port() != "" || providerHost.MatchString(bucket) {
+		if u.Port() != "" || providerHost(bucket) {
 			d.errorf(urlNode, field+".url", "host %q: walsync does not translate provider host names; give the bucket as host and the server as ?endpoint= (or bucket: and endpoint:)", bucket)
 			return loc, ""
 		}
