@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,6 +191,50 @@ func TestLoadConfig(t *testing.T) {
 			t.Error("AWS_SESSION_TOKEN of another identity is still set")
 		}
 	})
+}
+
+// TestConfigWarnings: watch says at start which file it read, every key
+// it accepts without applying (one WARN each, with file:line), a metrics
+// address it cannot serve, and a file holding credentials that others may
+// read.
+func TestConfigWarnings(t *testing.T) {
+	ls := `access-key-id: AKIAFILE
+secret-access-key: secretfile
+addr: ":9090"
+snapshot:
+  retention: 24h
+dbs:
+  - path: /srv/a.db
+    monitor-interval: 1s
+    replica: {url: s3://b/p/a}
+`
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	o, _, _, err := loadWith(t, ls, "", "-c", "FILE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(o.config.cfg.File, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	o.config.warn(slog.New(slog.NewTextHandler(&buf, nil)))
+	out := buf.String()
+	file := o.config.cfg.File
+	for _, want := range []string{
+		"level=INFO msg=config file=" + file + " format=litestream databases=1\n",
+		`level=WARN msg="config: accepted but not applied yet: walsync deletes no backup (issue 10)" at=` + file + ":5 key=snapshot.retention\n",
+		`level=WARN msg="config: ignored: walsync wakes on inotify events, it does not poll" at=` + file + ":8 key=dbs[0].monitor-interval\n",
+		`level=WARN msg="config: accepted but not applied: this build serves no metrics" at=` + file + ":3 key=addr\n",
+		`level=WARN msg="config: the file holds credentials and other users may read it (chmod 600)" file=` + file + " mode=-rw-r--r--\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "secretfile") || strings.Contains(out, "AKIAFILE") {
+		t.Errorf("log shows a credential:\n%s", out)
+	}
 }
 
 // TestWatchConfigFile: `walsync watch -c FILE` replicates the databases
