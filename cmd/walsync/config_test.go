@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -191,6 +192,44 @@ func TestLoadConfig(t *testing.T) {
 			t.Error("AWS_SESSION_TOKEN of another identity is still set")
 		}
 	})
+}
+
+// TestConfigMetricsAddr: the file's metrics address becomes the value of
+// watch's --metrics-addr when that flag exists and is not given.
+func TestConfigMetricsAddr(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "w.yml")
+	text := "target: file:///x\nmetrics-addr: 127.0.0.1:9191\ndatabases: [{path: /srv/a.db}]\n"
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-c", file}, "127.0.0.1:9191"},
+		{[]string{"-c", file, "--metrics-addr", ":1"}, ":1"},
+	} {
+		o := &watchOptions{}
+		g := &globals{stderr: io.Discard}
+		f := pflag.NewFlagSet("watch", pflag.ContinueOnError)
+		o.AddFlags(f)
+		var addr string
+		if f.Lookup("metrics-addr") == nil {
+			f.StringVar(&addr, "metrics-addr", "", "")
+		}
+		if err := f.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		if err := loadConfig(f, g, o, f.Args()); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.Lookup("metrics-addr").Value.String(); got != c.want {
+			t.Errorf("%v: --metrics-addr = %q, want %q", c.args, got, c.want)
+		}
+		if o.config.metricsUnserved {
+			t.Errorf("%v: metrics said to be unserved although --metrics-addr exists", c.args)
+		}
+	}
 }
 
 // TestConfigWarnings: watch says at start which file it read, every key
