@@ -101,8 +101,10 @@ func (d *decoder) pairs(n *yaml.Node, field string) []pair {
 			continue
 		}
 		seen[k.Value] = k.Line
-		d.lines[f] = k.Line
 		out = append(out, pair{key: k.Value, keyNode: k, val: v, field: f})
+	}
+	for _, p := range out { // after the merged keys' lines
+		d.lines[p.field] = p.keyNode.Line
 	}
 	for _, p := range merged {
 		if _, ok := seen[p.key]; !ok {
