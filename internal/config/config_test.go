@@ -108,7 +108,7 @@ databases:
 		name, data string
 		want       []string
 	}{
-		{"ErrYAML", "target: [\n", []string{"e.yml:2: not valid YAML: did not find expected node content"}},
+		{"ErrYAML", "target: [\n", []string{"e.yml:1: not valid YAML: did not find expected node content"}},
 		{"ErrNotMapping", "- a\n", []string{"e.yml:1: want a mapping (key: value lines), got a list"}},
 		{"ErrEmpty", "", []string{"e.yml: databases: no database: list at least one path or dir"}},
 		{"ErrNoDatabases", "target: file:///x\n", []string{"e.yml:1: databases: no database: list at least one path or dir"}},

@@ -252,8 +252,12 @@ func (d *decoder) litestreamDB(n *yaml.Node, field, home string, defaults replic
 		d.errorf(resolve(replicas[1]), replicaField, "walsync writes each database to one target: give one replica")
 		return db, location{}
 	}
+	errs := len(d.errs)
 	loc, rpath, sync := d.replica(replicas[0], replicaField, defaults)
 	db.SyncInterval = sync
+	if len(d.errs) > errs {
+		return db, loc
+	}
 	if db.Path != "" {
 		// A database's replica path is <prefix>/<name> (docs/format.md).
 		if rpath == "" {
