@@ -264,3 +264,22 @@ func TestCredentialsHidden(t *testing.T) {
 		}
 	}
 }
+
+// TestAliasBomb: aliases and merge keys that expand exponentially are cut
+// off quickly with an error.
+func TestAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("x-0: &a0 {k: 1, j: 2}\n")
+	for i := 1; i < 40; i++ {
+		fmt.Fprintf(&b, "x-%d: &a%d {<<: [*a%d, *a%d], k%d: 1}\n", i, i, i-1, i-1, i)
+	}
+	b.WriteString("databases: [{<<: *a39, path: /a.db}]\n")
+	start := time.Now()
+	_, err := Parse("b.yml", []byte(b.String()), Options{})
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if err == nil || !strings.Contains(err.Error(), "too many aliases or merge keys") {
+		t.Fatalf("err = %v, want too many aliases", err)
+	}
+}
