@@ -38,7 +38,7 @@ func TestDBOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runReplicator(t, r)
-	t.Cleanup(func() { stop() }) // on failure; stopping twice is harmless
+	t.Cleanup(func() { stop() })        // on failure; stopping twice is harmless
 	if err := r.Sync(ctx); err != nil { // the first snapshots
 		t.Fatal(err)
 	}
