@@ -173,6 +173,20 @@ func TestLoadConfig(t *testing.T) {
 			t.Fatalf("stderr =\n%s\nwant the first two errors, one line each", stderr)
 		}
 	})
+	t.Run("OKNoExpandEnv", func(t *testing.T) {
+		text := "target: file:///x\nspool-dir: /var/$WALSYNC_NOT_SET\ndatabases: [{path: /srv/a.db}]\n"
+		o, _, _, err := loadWith(t, text, "", "-c", "FILE", "--no-expand-env")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := o.spoolDir, "/var/$WALSYNC_NOT_SET"; got != want {
+			t.Errorf("spool-dir = %q, want %q", got, want)
+		}
+		_, _, _, err = loadWith(t, text, "", "-c", "FILE")
+		if got := fmt.Sprint(err); !strings.HasSuffix(got, "w.yml:2: spool-dir: $WALSYNC_NOT_SET is not set (write $$ for a literal $, or pass --no-expand-env)") {
+			t.Errorf("err = %s, want $WALSYNC_NOT_SET not set", got)
+		}
+	})
 	t.Run("OKLitestreamCredentials", func(t *testing.T) {
 		t.Setenv("AWS_ACCESS_KEY_ID", "from-env")
 		t.Setenv("AWS_SECRET_ACCESS_KEY", "from-env")
