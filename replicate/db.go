@@ -59,6 +59,7 @@ type DB struct {
 
 	lastActive time.Time // last sync that captured something
 	viaDir     bool      // added by a WatchDir root (set before it is shared)
+	opts       DBOptions // overrides of the Replicator's options (set before it is shared)
 }
 
 func newDB(r *Replicator, path, name string) *DB {
@@ -470,7 +471,7 @@ func (d *DB) step(ctx context.Context, st *syncState) (stepResult, error) {
 	if d.st == stateBroken { // the capture found a discontinuity
 		return d.snapshotStep(st)
 	}
-	if !st.snapped && d.st != stateClosed && time.Since(d.snapAt) >= d.r.opts.SnapshotInterval && d.snapAt.Before(st.start) {
+	if !st.snapped && d.st != stateClosed && time.Since(d.snapAt) >= d.snapshotInterval() && d.snapAt.Before(st.start) {
 		d.reason = "scheduled"
 		return d.snapshotStep(st)
 	}

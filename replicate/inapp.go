@@ -87,7 +87,7 @@ func (r *Replicator) AddInApp(ctx context.Context, path, name string, opts InApp
 		}
 		return d, appHooks{d}, nil
 	}
-	d, err = r.add(ctx, abs, name, &appState{codec: opts.Codec, dir: abs + "-walsync"}, false)
+	d, err = r.add(ctx, abs, name, &appState{codec: opts.Codec, dir: abs + "-walsync"}, false, DBOptions{})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -239,12 +239,12 @@ func (r *Replicator) Add(ctx context.Context, path, name string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("add %s: %w", path, err)
 	}
-	return r.add(ctx, abs, name, nil, false)
+	return r.add(ctx, abs, name, nil, false, DBOptions{})
 }
 
 // add registers the database at the absolute path abs.
-// viaDir marks a database added by a WatchDir root.
-func (r *Replicator) add(ctx context.Context, abs, name string, app *appState, viaDir bool) (*DB, error) {
+// viaDir marks a database added by a WatchDir root; o are its overrides.
+func (r *Replicator) add(ctx context.Context, abs, name string, app *appState, viaDir bool, o DBOptions) (*DB, error) {
 	var err error
 	if name == "" {
 		name, err = NameFromPath(abs)
@@ -267,7 +267,7 @@ func (r *Replicator) add(ctx context.Context, abs, name string, app *appState, v
 		return nil, fmt.Errorf("add %s: already replicated", abs)
 	}
 	d := newDB(r, abs, name)
-	d.app, d.viaDir = app, viaDir
+	d.app, d.viaDir, d.opts = app, viaDir, o
 	r.byPath[abs], r.byName[name] = d, d
 	r.mu.Unlock()
 

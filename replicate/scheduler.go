@@ -65,7 +65,7 @@ func newScheduler(interval time.Duration, workers int, log *slog.Logger) *schedu
 func (s *scheduler) notify(d *DB) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.enqueue(d, s.notBefore(d, d.sched.last.Add(s.interval)))
+	s.enqueue(d, s.notBefore(d, d.sched.last.Add(s.syncInterval(d))))
 }
 
 // notifyNow marks d as changed and due at once (after a failed sync, once
@@ -264,7 +264,7 @@ func (s *scheduler) done(d *DB, err error) {
 		}
 		if st.rerun || len(st.flushes) > 0 {
 			st.rerun = false
-			s.enqueue(d, st.last.Add(s.interval))
+			s.enqueue(d, st.last.Add(s.syncInterval(d)))
 		}
 		s.enqueue(d, off.retry)
 		return
@@ -286,7 +286,7 @@ func (s *scheduler) done(d *DB, err error) {
 	}
 	if st.rerun || len(st.flushes) > 0 {
 		st.rerun = false
-		due := st.last.Add(s.interval)
+		due := st.last.Add(s.syncInterval(d))
 		if len(st.flushes) > 0 {
 			due = time.Now()
 		}

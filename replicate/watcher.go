@@ -43,6 +43,7 @@ type watchDir struct {
 type watchRoot struct {
 	dir     string
 	pattern string
+	opts    DBOptions // of the databases under it
 }
 
 func newWatcher(r *Replicator) *watcher {
@@ -127,6 +128,11 @@ func (w *watcher) armWAL(d *DB) error {
 // Run is active. Names are the paths relative to dir. Files that are not
 // (yet) WAL-mode SQLite databases are retried when they change.
 func (r *Replicator) WatchDir(ctx context.Context, dir, pattern string) error {
+	return r.watchDir(ctx, dir, pattern, DBOptions{})
+}
+
+// watchDir is WatchDir with the databases' overrides.
+func (r *Replicator) watchDir(ctx context.Context, dir, pattern string, o DBOptions) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -140,7 +146,7 @@ func (r *Replicator) WatchDir(ctx context.Context, dir, pattern string) error {
 	} else if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", abs)
 	}
-	root := &watchRoot{dir: abs, pattern: pattern}
+	root := &watchRoot{dir: abs, pattern: pattern, opts: o}
 	r.watch.mu.Lock()
 	r.watch.roots[abs] = root
 	r.watch.mu.Unlock()
@@ -208,7 +214,7 @@ func (w *watcher) tryAdd(ctx context.Context, root *watchRoot, p string) error {
 		return err
 	}
 	abs, _ := filepath.Abs(p)
-	_, err = w.r.add(ctx, abs, filepath.ToSlash(rel), nil, true)
+	_, err = w.r.add(ctx, abs, filepath.ToSlash(rel), nil, true, root.opts)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if t := w.retry[p]; t != nil {

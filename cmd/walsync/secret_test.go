@@ -66,6 +66,8 @@ func runEnv(t *testing.T, dir string, env []string, args ...string) result {
 // an endpoint, container and web identity credentials) and through the
 // shared AWS files (static keys, a credential_process that prints a
 // canary on standard error and fails, one that does so and succeeds),
+// through config files given to watch -c (Litestream keys, ${VAR}
+// expansion, URLs with user information, YAML broken on a secret's line),
 // with debug logging, and requires that no canary appears in any output,
 // in any file walsync writes (the targets, the output directory, its
 // temporary directory) or in any object it stores. Every failure must be
@@ -168,6 +170,31 @@ func TestSecretsNeverEchoed(t *testing.T) {
 		{"WebIdentityUnreachable", good, append([]string{"AWS_WEB_IDENTITY_TOKEN_FILE=" + tokenFile,
 			"AWS_ROLE_ARN=arn:aws:iam::1:role/r", "AWS_ENDPOINT_URL_STS=http://127.0.0.1:1"}, noKeys...), "web identity"},
 	}
+	// Config files (`watch -c`) that must fail without showing a secret:
+	// credentials in a Litestream config (also through ${VAR}), URLs with
+	// user information, YAML that does not parse on a secret's line.
+	lsURL := litestreamURL(endpoint, bucket, "secrets/app")
+	lsDB := "dbs:\n  - path: " + db + "\n    replica:\n      url: " + lsURL + "\n"
+	configs := []struct {
+		name, text string
+		env        []string
+		want       string
+	}{
+		{"LitestreamKeysDenied", "access-key-id: " + canaryKeyID + "\nsecret-access-key: " + canaryKey + "\n" + lsDB, nil, "denied"},
+		{"LitestreamKeysExpanded", "access-key-id: ${CANARY_ID}\nsecret-access-key: ${CANARY_KEY}\n" + lsDB,
+			[]string{"CANARY_ID=" + canaryKeyID, "CANARY_KEY=" + canaryKey}, "denied"},
+		{"LitestreamKeyExpandFails", "access-key-id: " + canaryKeyID + "\nsecret-access-key: ${CANARY_KEY}${NOT_SET_VAR}\n" + lsDB,
+			[]string{"CANARY_KEY=" + canaryKey}, "not shown"},
+		{"LitestreamHalfKeys", "secret-access-key: " + canaryKey + "\n" + lsDB, nil, "give both"},
+		{"LitestreamKeysDiffer", "dbs:\n  - path: " + db + "\n    replica: {url: '" + lsURL + "', access-key-id: " + canaryKeyID + ", secret-access-key: " + canaryKey + "}\n" +
+			"  - path: " + db + "2\n    replica: {url: '" + litestreamURL(endpoint, bucket, "secrets/app2") + "', access-key-id: " + canaryKeyID + ", secret-access-key: " + canaryPass + "}\n", nil, "credentials differ"},
+		{"LitestreamOtherSecretsIgnored", "access-key-id: " + canaryKeyID + "\nsecret-access-key: " + canaryKey + "\npassword: " + canaryPass +
+			"\naccount-key: " + canaryPass + "\ntoken: " + canaryToken + "\n" + lsDB, nil, "denied"},
+		{"LitestreamURLUserinfo", "dbs:\n  - path: " + db + "\n    replica:\n      url: s3://" + canaryKeyID + ":" + canaryKey + "@" + bucket + "/a\n", nil, "credentials in the URL are not accepted"},
+		{"TargetUserinfo", "target: s3://" + canaryKeyID + ":" + canaryKey + "@" + bucket + "/p\ndatabases: [{path: " + db + "}]\n", nil, "credentials in the URL are not accepted"},
+		{"TargetEndpointUserinfo", "target: s3://" + bucket + "/p?endpoint=http://u:" + canaryPass + "@127.0.0.1:1\ndatabases: [{path: " + db + "}]\n", nil, "credentials in the URL are not accepted"},
+		{"BadYAML", "access-key-id: " + canaryKeyID + "\nsecret-access-key: \"" + canaryKey + "\n" + lsDB, nil, "not valid YAML"},
+	}
 	// commands returns a run of every command with target url.
 	commands := func(url string) map[string][]string {
 		return map[string][]string{
@@ -209,6 +236,13 @@ func TestSecretsNeverEchoed(t *testing.T) {
 		return append([]string{"TMPDIR=" + tmp}, extra...)
 	}
 	debug := func(args []string) []string { return append(append([]string(nil), args...), "--log-level", "debug") }
+
+	for _, c := range configs {
+		t.Run("Config"+c.name, func(t *testing.T) {
+			file := write(c.name+".yml", c.text, 0o600)
+			check(t, runEnv(t, work, env(c.env), debug([]string{"watch", "-c", file})...), c.want)
+		})
+	}
 
 	for _, c := range refused {
 		t.Run(c.name, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 
 // watchOptions are the flags of `walsync watch`.
 type watchOptions struct {
+	config           configOptions // -c FILE (config.go)
 	target           string
 	name             string
 	dir              string
@@ -37,6 +38,7 @@ type watchOptions struct {
 }
 
 func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
+	o.config.AddFlags(f)
 	f.StringVarP(&o.target, "bucket", "b", "", "target URL: s3://bucket[/prefix] or file:///dir")
 	f.StringVar(&o.name, "name", "", "name of the database in the target (one DB only; default: its absolute path without the leading /)")
 	f.StringVar(&o.dir, "dir", "", "also replicate every database under DIR whose file name matches --pattern, including new ones")
@@ -56,8 +58,8 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 
 func (o *watchOptions) validate(args []string) error {
 	switch {
-	case len(args) == 0 && o.dir == "":
-		return errors.New("watch: give at least one database or --dir")
+	case len(args) == 0 && o.dir == "" && o.config.cfg == nil:
+		return errors.New("watch: give at least one database, --dir or -c FILE")
 	case o.name != "" && len(args) != 1:
 		return errors.New("watch: --name needs exactly one database")
 	case o.syncInterval < 0:
@@ -110,8 +112,13 @@ wakes up on inotify events, uploads one segment per database per
 --sync-interval of activity, and nothing for idle databases. On SIGINT or
 SIGTERM it uploads what is committed and exits 0.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// The command after "--" first (exec mode), so that
+			// "-- app" alone still reads the default config file.
 			args, err := o.takeExecArgs(args, cmd.ArgsLenAtDash())
 			if err != nil {
+				return err
+			}
+			if err := loadConfig(cmd.Flags(), g, o, args); err != nil {
 				return err
 			}
 			return runWatch(cmd.Context(), g, o, args)
@@ -136,6 +143,7 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 	if err != nil {
 		return err
 	}
+	o.config.warn(log)
 	store, err := openStorage(ctx, o.target)
 	if err != nil {
 		return err
@@ -155,6 +163,10 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 			r.Close()
 			return fmt.Errorf("watch --dir %s: %w", o.dir, err)
 		}
+	}
+	if err := o.config.start(ctx, r); err != nil {
+		r.Close()
+		return err
 	}
 	log.Info("watching", "databases", len(r.DBs()), "target", redact.URL(o.target))
 	var app *child // exec mode: the application, started once replication runs
