@@ -498,7 +498,9 @@ func (d *DB) snapshotStep(st *syncState) (stepResult, error) {
 // markDurableIfIdle records that everything committed before t is durable
 // when nothing captured is waiting and no capture was abandoned.
 func (d *DB) markDurableIfIdle(t time.Time) {
-	if d.st != stateBroken && len(d.pending) == 0 && !d.unsure {
+	// d.bl (upMu, which every caller holds): changes only on local disk,
+	// or dropped, while the target fails, are not durable.
+	if d.st != stateBroken && len(d.pending) == 0 && d.bl == nil && !d.unsure {
 		d.markDurable(t)
 	}
 	d.unsure = false

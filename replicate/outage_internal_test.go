@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/walsync/walsync/internal/memstore"
 	"github.com/walsync/walsync/internal/wal"
@@ -70,6 +71,7 @@ func TestOutageWALBounded(t *testing.T) {
 	snaps := len(f.snapshots())
 
 	ds.down.Store(true)
+	down := time.Now()
 	frame := int64(4096 + wal.FrameHeaderSize)
 	var sizes []int64
 	for round := range 10 {
@@ -88,9 +90,17 @@ func TestOutageWALBounded(t *testing.T) {
 	if !strings.Contains(f.log.String(), "target not reachable; spooling changes locally") {
 		t.Fatalf("the outage was not logged:\n%s", f.log)
 	}
+	// Spooled is not durable: WaitDurable must not return for commits made
+	// during the outage.
+	if f.d.durableAt.After(down) {
+		t.Fatalf("durable up to %v during the outage that began at %v", f.d.durableAt, down)
+	}
 
 	ds.down.Store(false)
 	f.sync()
+	if !f.d.durableAt.After(down) {
+		t.Fatalf("not durable after the outage: durable up to %v", f.d.durableAt)
+	}
 	if st := f.r.Stats(); st.SpoolBytes != 0 || st.SpoolOverflows != 0 {
 		t.Fatalf("stats after the outage: %+v, want the spool drained, no overflow", st)
 	}
