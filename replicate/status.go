@@ -46,6 +46,10 @@ type DBStatus struct {
 	WALBytes int64 // size of its WAL file (0 if there is none)
 }
 
+// States returns the values of [DBStatus].State, in the order of the
+// state machine.
+func States() []string { return slices.Clone(stateNames[:]) }
+
 // dbStatus is what a database records for its status and the metrics: a
 // few words, updated without DB.mu (uploads run without it).
 type dbStatus struct {

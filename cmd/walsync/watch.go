@@ -32,6 +32,7 @@ type watchOptions struct {
 	leaseTTL         time.Duration
 	takeover         bool
 	keepCodePages    bool
+	serve            serveOptions // metrics, health, heartbeat (serve.go)
 }
 
 func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
@@ -49,6 +50,7 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.takeover, "takeover", false, "take over databases whose lease another process holds (when that process is known to be gone)")
 	f.BoolVar(&o.keepCodePages, "keep-code-pages", false, "do not release start-up code pages after the first sync (for measurements)")
 	f.MarkHidden("keep-code-pages")
+	o.serve.AddFlags(f)
 }
 
 func (o *watchOptions) validate(args []string) error {
@@ -71,7 +73,7 @@ func (o *watchOptions) validate(args []string) error {
 	if _, err := parseSize(o.spoolMax); err != nil {
 		return fmt.Errorf("watch: --spool-max: %w", err)
 	}
-	return nil
+	return o.serve.validate()
 }
 
 // replicateOptions maps the validated flags to the library's options.
@@ -149,6 +151,12 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 			return fmt.Errorf("watch --dir %s: %w", o.dir, err)
 		}
 	}
+	srv, err := startServing(ctx, &o.serve, r, log)
+	if err != nil {
+		r.Close()
+		return err
+	}
+	defer srv.close()
 	log.Info("watching", "databases", len(r.DBs()), "target", redact.URL(o.target))
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	trimmed := make(chan struct{})
