@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -97,8 +96,8 @@ func startServing(ctx context.Context, o *serveOptions, r *replicate.Replicator,
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 		mux.HandleFunc("GET /readyz", s.serveReady)
 		mux.HandleFunc("GET /status", s.serveStatus)
-		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
-			BaseContext: func(net.Listener) context.Context { return ctx }}
+		// Requests are answered until close, during the final flush too.
+		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		s.wg.Go(func() {
 			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("metrics server stopped", "error", err)
@@ -136,10 +135,8 @@ func (s *server) serveMetrics(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	var buf bytes.Buffer
-	metrics.Write(&buf, s.r.Metrics(), dbs, metrics.Options{MaxDBs: s.opts.maxDBs})
 	w.Header().Set("Content-Type", metrics.ContentType)
-	w.Write(buf.Bytes())
+	metrics.Write(w, s.r.Metrics(), dbs, metrics.Options{MaxDBs: s.opts.maxDBs})
 }
 
 func (s *server) serveReady(w http.ResponseWriter, req *http.Request) {
@@ -165,13 +162,13 @@ func (s *server) serveStatus(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	for _, d := range dbs {
-		enc.Encode(newStatusJSON(d))
-	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.Write(buf.Bytes())
+	enc := json.NewEncoder(w)
+	for _, d := range dbs {
+		if enc.Encode(newStatusJSON(d)) != nil {
+			return // the client went away
+		}
+	}
 }
 
 // notReady returns, for each database that keeps the process from being
