@@ -97,7 +97,8 @@ func startServing(ctx context.Context, o *serveOptions, r *replicate.Replicator,
 		mux.HandleFunc("GET /readyz", s.serveReady)
 		mux.HandleFunc("GET /status", s.serveStatus)
 		// Requests are answered until close, during the final flush too.
-		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		s.wg.Go(func() {
 			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("metrics server stopped", "error", err)

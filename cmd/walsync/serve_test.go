@@ -46,7 +46,7 @@ func TestMetricsHealthStatusWatch(t *testing.T) {
 		text = scrape(t, addr)
 		return sampleValue(text, "walsync_segments_uploaded_total") > 0
 	})
-	for series, min := range map[string]float64{
+	for series, least := range map[string]float64{
 		"walsync_databases":                     1,
 		"walsync_snapshots_uploaded_total":      1,
 		`walsync_requests_total{method="PUT"}`:  2, // the first snapshot, a segment
@@ -54,8 +54,8 @@ func TestMetricsHealthStatusWatch(t *testing.T) {
 		`walsync_db_pinned{db="app"}`:           1,
 		`walsync_replication_lag_seconds_count`: 2,
 	} {
-		if got := sampleValue(text, series); got < min {
-			t.Errorf("%s = %v, want at least %v\n%s", series, got, min, text)
+		if got := sampleValue(text, series); got < least {
+			t.Errorf("%s = %v, want at least %v\n%s", series, got, least, text)
 		}
 	}
 	waitFor(t, func() bool { code, _ := get(t, addr, "/readyz"); return code == 200 })
@@ -72,17 +72,14 @@ func TestMetricsHealthStatusWatch(t *testing.T) {
 
 	p.SetDown(true)
 	sqlite(t, db, "INSERT INTO t(n, v) VALUES (2, randomblob(100));\n")
-	var body string
-	waitFor(t, func() bool {
-		var code int
-		code, body = get(t, addr, "/readyz")
-		return code == http.StatusServiceUnavailable
-	})
-	if !strings.Contains(body, "not ready: 1 of 1 databases") || !strings.Contains(body, "app:") {
-		t.Fatalf("/readyz while the target is down: %q, want it to name app", body)
+	waitFor(t, func() bool { return status(t, addr)["degraded"] == true })
+	if st := status(t, addr); st["last_error"] == "" || st["failing_since"] == nil || st["lag_seconds"].(float64) <= 0 {
+		t.Fatalf("status --json while the target is down: %v, want an error, a failure time, a lag", st)
 	}
-	if st := status(t, addr); st["degraded"] != true || st["last_error"] == "" || st["failing_since"] == nil {
-		t.Fatalf("status --json while the target is down: %v, want degraded with an error", st)
+	code, body := get(t, addr, "/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready: 1 of 1 databases") ||
+		!strings.Contains(body, "app: the target does not take its uploads") {
+		t.Fatalf("/readyz while the target is down: %d %q, want 503 naming app", code, body)
 	}
 	if got := sampleValue(scrape(t, addr), "walsync_databases_degraded"); got != 1 {
 		t.Fatalf("walsync_databases_degraded = %v while the target is down, want 1", got)
