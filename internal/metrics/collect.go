@@ -135,11 +135,15 @@ func writePerDB(e *expo, dbs []replicate.DBStatus, maxDBs int) {
 			func(d replicate.DBStatus) float64 { return bool01(d.LastError != "") }, foldSum},
 	}
 	for _, f := range families {
+		foldIt := len(folded) > 0 && f.fold != noFold
+		if len(shown) == 0 && !foldIt {
+			continue // a family without samples is left out
+		}
 		e.header(f.name, typeGauge, f.help)
 		for _, d := range shown {
 			e.sample(f.name, f.value(d), "db", d.Name)
 		}
-		if len(folded) == 0 || f.fold == noFold {
+		if !foldIt {
 			continue
 		}
 		v := 0.0
