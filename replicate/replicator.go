@@ -199,7 +199,7 @@ type Replicator struct {
 	pinnedPeak atomic.Int64 // most pinned at once
 	spoolUsed  atomic.Int64 // bytes of the backlogs (degraded mode)
 
-	metrics metrics // counters beyond stats (status.go)
+	metrics metrics // counters beyond stats (metrics.go)
 
 	testHooks testHooks // set by tests only, before use
 }
