@@ -26,7 +26,9 @@ func (s *server) heartbeat(ctx context.Context) {
 	defer t.Stop()
 	failures, paused := 0, false
 	for {
-		bad, err := s.readiness(ctx)
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		bad, _, err := s.readiness(rctx)
+		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -60,17 +62,6 @@ func (s *server) heartbeat(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-// readiness returns what keeps the process from being ready (nil: ready).
-func (s *server) readiness(ctx context.Context) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	dbs, err := s.r.Status(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return notReady(dbs, s.opts.readyLag, time.Now()), nil
 }
 
 // ping sends one GET to u; an answer other than 2xx is an error. The error

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -70,10 +71,10 @@ func (o *serveOptions) validate() error {
 // server serves the monitoring endpoints of a running watch and pings the
 // heartbeat URL. It owns its goroutines: close stops them.
 type server struct {
-	r    *replicate.Replicator
-	opts serveOptions
-	log  *slog.Logger
-	http *http.Server // nil: no --metrics-addr
+	r     *replicate.Replicator
+	opts  serveOptions
+	log   *slog.Logger
+	httpd *httpd // nil: no --metrics-addr
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -91,19 +92,14 @@ func startServing(ctx context.Context, o *serveOptions, r *replicate.Replicator,
 			cancel()
 			return nil, fmt.Errorf("watch: --metrics-addr: %w", err)
 		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("GET /metrics", s.serveMetrics)
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-		mux.HandleFunc("GET /readyz", s.serveReady)
-		mux.HandleFunc("GET /status", s.serveStatus)
 		// Requests are answered until close, during the final flush too.
-		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-		s.wg.Go(func() {
-			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server stopped", "error", err)
-			}
+		s.httpd = newHTTPD(ln, map[string]endpoint{
+			"/metrics": s.metrics,
+			"/healthz": func(context.Context) (int, string, []byte) { return http.StatusOK, textPlain, []byte("ok\n") },
+			"/readyz":  s.ready,
+			"/status":  s.status,
 		})
+		s.wg.Go(s.httpd.serve)
 		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
 	if o.heartbeatURL != "" {
@@ -115,12 +111,8 @@ func startServing(ctx context.Context, o *serveOptions, r *replicate.Replicator,
 // close stops the endpoints and the heartbeat.
 func (s *server) close() {
 	s.cancel()
-	if s.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if s.http.Shutdown(ctx) != nil {
-			s.http.Close()
-		}
-		cancel()
+	if s.httpd != nil {
+		s.httpd.close(5 * time.Second)
 	}
 	s.wg.Wait()
 }
@@ -128,48 +120,50 @@ func (s *server) close() {
 // requestTimeout bounds the work of one request to the endpoints.
 const requestTimeout = 10 * time.Second
 
-func (s *server) serveMetrics(w http.ResponseWriter, req *http.Request) {
-	ctx, cancel := context.WithTimeout(req.Context(), requestTimeout)
-	defer cancel()
+const textPlain = "text/plain; charset=utf-8"
+
+func (s *server) metrics(ctx context.Context) (int, string, []byte) {
 	dbs, err := s.r.Status(ctx)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
+		return http.StatusServiceUnavailable, textPlain, []byte(err.Error() + "\n")
 	}
-	w.Header().Set("Content-Type", metrics.ContentType)
-	metrics.Write(w, s.r.Metrics(), dbs, metrics.Options{MaxDBs: s.opts.maxDBs})
+	var buf bytes.Buffer
+	metrics.Write(&buf, s.r.Metrics(), dbs, metrics.Options{MaxDBs: s.opts.maxDBs})
+	return http.StatusOK, metrics.ContentType, buf.Bytes()
 }
 
-func (s *server) serveReady(w http.ResponseWriter, req *http.Request) {
-	ctx, cancel := context.WithTimeout(req.Context(), requestTimeout)
-	defer cancel()
-	dbs, err := s.r.Status(ctx)
-	if err != nil {
-		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-		return
+func (s *server) ready(ctx context.Context) (int, string, []byte) {
+	bad, n, err := s.readiness(ctx)
+	switch {
+	case err != nil:
+		return http.StatusServiceUnavailable, textPlain, []byte("not ready: " + err.Error() + "\n")
+	case len(bad) > 0:
+		return http.StatusServiceUnavailable, textPlain, []byte(readyReport(bad, n) + "\n")
 	}
-	if bad := notReady(dbs, s.opts.readyLag, time.Now()); len(bad) > 0 {
-		http.Error(w, readyReport(bad, len(dbs)), http.StatusServiceUnavailable)
-		return
-	}
-	fmt.Fprintf(w, "ready: %d databases\n", len(dbs))
+	return http.StatusOK, textPlain, fmt.Appendf(nil, "ready: %d databases\n", n)
 }
 
-func (s *server) serveStatus(w http.ResponseWriter, req *http.Request) {
-	ctx, cancel := context.WithTimeout(req.Context(), requestTimeout)
-	defer cancel()
+func (s *server) status(ctx context.Context) (int, string, []byte) {
 	dbs, err := s.r.Status(ctx)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
+		return http.StatusServiceUnavailable, textPlain, []byte(err.Error() + "\n")
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	enc := json.NewEncoder(w)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	for _, d := range dbs {
-		if enc.Encode(newStatusJSON(d)) != nil {
-			return // the client went away
-		}
+		enc.Encode(newStatusJSON(d))
 	}
+	return http.StatusOK, "application/x-ndjson", buf.Bytes()
+}
+
+// readiness returns what keeps the process from being ready (nil: ready)
+// and the number of databases.
+func (s *server) readiness(ctx context.Context) ([]string, int, error) {
+	dbs, err := s.r.Status(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	return notReady(dbs, s.opts.readyLag, time.Now()), len(dbs), nil
 }
 
 // notReady returns, for each database that keeps the process from being
