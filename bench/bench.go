@@ -31,6 +31,7 @@ type Config struct {
 	RowBytes     int           // payload bytes per commit
 	Target       string        // target URL; empty: a temporary file:// directory
 	Litestream   string        // Litestream binary to compare with; empty: walsync only
+	WatchArgs    []string      // extra arguments of `walsync watch` (e.g. --metrics-addr)
 	WorkDir      string        // parent of the temporary directories; default os.TempDir()
 	Progress     *Progress     // nil: no progress
 	Logger       *slog.Logger

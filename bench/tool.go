@@ -56,8 +56,9 @@ func walsyncTool() tool {
 		name: ToolWalsync, mode: ModeOneProcess,
 		skip: func(int) string { return "" },
 		start: func(r *run) ([]*exec.Cmd, error) {
-			cmd := exec.Command(r.cfg.Exe, "watch", "--dir", r.dbDir, "--pattern", "db*.db",
-				"-b", r.tgt.walsync, "--log-format", "json")
+			args := append([]string{"watch", "--dir", r.dbDir, "--pattern", "db*.db",
+				"-b", r.tgt.walsync, "--log-format", "json"}, r.cfg.WatchArgs...)
+			cmd := exec.Command(r.cfg.Exe, args...)
 			cmd.Env = childEnv(false)
 			return []*exec.Cmd{cmd}, nil
 		},

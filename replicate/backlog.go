@@ -229,7 +229,7 @@ func (d *DB) uploadBacklog(ctx context.Context) (int, error) {
 			return n, fmt.Errorf("upload %s: %w", key, err)
 		}
 		n++
-		d.r.countUpload(rec.level, rec.size)
+		d.uploaded(rec.level, rec.maxTXID, rec.size, rec.readAt)
 		d.bl.pop(d.r, rec)
 		if err := d.mu.lock(context.WithoutCancel(ctx)); err != nil {
 			return n, err
@@ -263,6 +263,7 @@ func (d *DB) wentOffline(ctx context.Context, err error) error {
 		return d.refused(ctx, err)
 	}
 	d.r.stats.errors.Add(1)
+	d.r.metrics.unreachable.Add(1)
 	if first || d.bl.fails%10 == 0 {
 		d.logger().Warn("target not reachable; spooling changes locally", "error", err,
 			"retry_in", time.Until(d.bl.retry).Round(time.Millisecond), "failures", d.bl.fails, "spooled_bytes", d.bl.tail-d.bl.head)
@@ -333,7 +334,7 @@ func (d *DB) overflow(seg *segment, err error) {
 	d.r.stats.spoolOverflows.Add(1)
 	d.logger().Error("cannot keep the changes the target did not take; the WAL is released and a snapshot will restart the chain once the target takes uploads again",
 		"reason", err, "target_error", d.bl.err)
-	d.discontinuity(fmt.Sprintf("spool overflow (%v)", err))
+	d.discontinuity(fmt.Sprintf("%s (%v)", whySpoolOverflow, err))
 	d.releasePin()
 }
 
@@ -363,7 +364,7 @@ func (d *DB) refused(ctx context.Context, err error) error {
 	d.r.stats.refusals.Add(1)
 	d.logger().Error("the target refuses this database's uploads; the WAL is released and a snapshot will restart the chain once the target takes uploads again",
 		"error", err, "retry_in", time.Until(d.bl.retry).Round(time.Second))
-	d.discontinuity(fmt.Sprintf("target refused the upload (%v)", err))
+	d.discontinuity(fmt.Sprintf("%s (%v)", whyRefused, err))
 	d.releasePin()
 	return &offlineError{err: err, retry: d.bl.retry}
 }

@@ -60,11 +60,13 @@ type DB struct {
 	lastActive time.Time // last sync that captured something
 	viaDir     bool      // added by a WatchDir root (set before it is shared)
 	opts       DBOptions // overrides of the Replicator's options (set before it is shared)
+
+	stat dbStatus // for Replicator.Status and the metrics (status.go)
 }
 
 func newDB(r *Replicator, path, name string) *DB {
 	return &DB{r: r, path: path, name: name, walPath: path + "-wal", shmPath: path + "-shm",
-		upMu: newChanMutex(), mu: newChanMutex()}
+		upMu: newChanMutex(), mu: newChanMutex(), stat: dbStatus{added: time.Now().UnixNano()}}
 }
 
 // Path returns the database's absolute path.
@@ -108,6 +110,7 @@ func (d *DB) apply(ev event, detail string) step {
 			d.logger().Warn("replication discontinuity, taking a snapshot", "reason", d.reason, "state", d.st.String(), "event", ev.String())
 		}
 	}
+	d.noteTransition(ev, s.next)
 	if s.next != d.st {
 		d.debug("state", "from", d.st.String(), "to", s.next.String(), "event", ev.String())
 	}
@@ -325,7 +328,9 @@ func (d *DB) syncWith(ctx context.Context, urgent bool) error {
 	}
 	defer d.upMu.unlock()
 	d.tryNow = urgent
-	return d.syncLocked(ctx, &syncState{start: time.Now()})
+	err := d.syncLocked(ctx, &syncState{start: time.Now()})
+	d.noteSync(err)
+	return err
 }
 
 // syncLocked is sync for a caller that holds d.upMu.

@@ -494,7 +494,7 @@ func (d *DB) putSpooled(ctx context.Context, path string, minTXID, maxTXID ltx.T
 	if err := d.r.store.Put(ctx, key, rd, size, meta); err != nil {
 		return fmt.Errorf("upload spooled %s: %w", key, err)
 	}
-	d.r.stats.segments.Add(1)
+	d.uploaded(SegmentLevel, maxTXID, size, time.Time{})
 	return nil
 }
 

@@ -199,6 +199,8 @@ type Replicator struct {
 	pinnedPeak atomic.Int64 // most pinned at once
 	spoolUsed  atomic.Int64 // bytes of the backlogs (degraded mode)
 
+	metrics metrics // counters beyond stats (metrics.go)
+
 	testHooks testHooks // set by tests only, before use
 }
 
@@ -211,12 +213,13 @@ type testHooks struct {
 func New(store Storage, opts Options) *Replicator {
 	opts = opts.withDefaults()
 	r := &Replicator{
-		store:  store,
 		opts:   opts,
 		log:    opts.Logger,
 		byPath: make(map[string]*DB),
 		byName: make(map[string]*DB),
 	}
+	store = meteredStore{Storage: store, n: &r.metrics.requests}
+	r.store = store
 	r.sched = newScheduler(opts.SyncInterval, opts.Concurrency, r.log)
 	r.watch = newWatcher(r)
 	if opts.LeaseTTL > 0 {

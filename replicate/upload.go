@@ -97,6 +97,7 @@ func (d *DB) conflict(ctx context.Context, err error) error {
 		return lerr
 	}
 	defer d.mu.unlock()
+	d.r.metrics.conflicts.Add(1)
 	d.logger().Error("another writer uses this database's name in the target; re-reading it", "error", err)
 	d.dropBacklog()
 	d.dropPending()
@@ -159,7 +160,7 @@ func (d *DB) put(ctx context.Context, seg *segment) error {
 	if err := d.r.store.Put(ctx, key, rd, seg.data.Size(), meta); err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
-	d.r.countUpload(seg.level, seg.data.Size())
+	d.uploaded(seg.level, seg.maxTXID, seg.data.Size(), seg.readAt)
 	return nil
 }
 

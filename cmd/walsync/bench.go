@@ -33,6 +33,7 @@ type benchOptions struct {
 	asJSON       bool
 	plot         string
 	fromJSON     []string
+	watchArgs    []string
 }
 
 func (o *benchOptions) AddFlags(f *pflag.FlagSet) {
@@ -50,6 +51,7 @@ func (o *benchOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.plot, "plot", "", "write a PNG chart of RSS against the number of databases to this file")
 	f.StringSliceVar(&o.fromJSON, "from-json", nil, "measure nothing: print the table (and --plot) of rows saved with --json in these files")
 	f.MarkHidden("from-json")
+	f.StringArrayVar(&o.watchArgs, "watch-arg", nil, "pass this argument to walsync watch, e.g. --watch-arg=--metrics-addr=127.0.0.1:9752 (repeatable)")
 }
 
 func (o *benchOptions) counts() ([]int, error) {
@@ -151,7 +153,7 @@ func runBench(ctx context.Context, g *globals, o *benchOptions) error {
 	enc := json.NewEncoder(g.stdout)
 	err = bench.Run(ctx, bench.Config{
 		Exe: exe, DBs: counts, Duration: o.duration, Warmup: o.warmup, Rate: o.rate,
-		IdleFraction: o.idleFraction, RowBytes: o.rowBytes, Target: o.target, Litestream: litestream,
+		IdleFraction: o.idleFraction, RowBytes: o.rowBytes, Target: o.target, Litestream: litestream, WatchArgs: o.watchArgs,
 		Progress: progress, Logger: log, Open: openStorage,
 	}, func(r bench.Row) {
 		// A row's errors may quote a tool's output or a request's URL.

@@ -33,8 +33,9 @@ type watchOptions struct {
 	leaseTTL         time.Duration
 	takeover         bool
 	keepCodePages    bool
-	exec             string   // --exec: the application's command line
-	execArgv         []string // the application's argv, from --exec or after "--" (exec.go)
+	exec             string       // --exec: the application's command line
+	execArgv         []string     // the application's argv, from --exec or after "--" (exec.go)
+	serve            serveOptions // metrics, health, heartbeat (serve.go)
 }
 
 func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
@@ -54,6 +55,7 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.keepCodePages, "keep-code-pages", false, "do not release start-up code pages after the first sync (for measurements)")
 	f.MarkHidden("keep-code-pages")
 	f.StringVar(&o.exec, "exec", "", "run this command (split into words as a shell would, no shell features) as a child, passing signals on; when it exits, upload what is committed and exit with its status (or give the command after --)")
+	o.serve.AddFlags(f)
 }
 
 func (o *watchOptions) validate(args []string) error {
@@ -76,7 +78,7 @@ func (o *watchOptions) validate(args []string) error {
 	if _, err := parseSize(o.spoolMax); err != nil {
 		return fmt.Errorf("watch: --spool-max: %w", err)
 	}
-	return nil
+	return o.serve.validate()
 }
 
 // replicateOptions maps the validated flags to the library's options.
@@ -168,6 +170,12 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 		r.Close()
 		return err
 	}
+	srv, err := startServing(ctx, &o.serve, r, log)
+	if err != nil {
+		r.Close()
+		return err
+	}
+	defer srv.close()
 	log.Info("watching", "databases", len(r.DBs()), "target", redact.URL(o.target))
 	var app *child // exec mode: the application, started once replication runs
 	if len(o.execArgv) > 0 {
