@@ -309,3 +309,26 @@ func status(t *testing.T, addr string) map[string]any {
 	}
 	return m
 }
+
+// TestConfigFileMetrics: a watch started from a config file alone (target,
+// database, metrics address all in the file) serves /metrics counting the
+// segment uploaded after a write, and /readyz answers 200.
+func TestConfigFileMetrics(t *testing.T) {
+	endpoint, bucket := testenv.S3(t)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "app.db")
+	createDB(t, db)
+	cfg := filepath.Join(dir, "walsync.yml")
+	text := fmt.Sprintf("target: %s\nsync-interval: 100ms\nmetrics-addr: 127.0.0.1:0\ndatabases:\n  - path: %s\n    name: app\n", s3URL(endpoint, bucket, "cfgmetrics"), db)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "watch.log")
+	startWatch(t, logPath, "-c", cfg)
+	addr := servedAddr(t, logPath)
+	sqlite(t, db, "INSERT INTO t(n, v) VALUES (1, randomblob(100));\n")
+	waitFor(t, func() bool {
+		return sampleValue(scrape(t, addr), `walsync_db_replicated_txid{db="app"}`) >= 2
+	})
+	waitFor(t, func() bool { code, _ := httpGet(t, addr, "/readyz"); return code == 200 })
+}
