@@ -245,7 +245,12 @@ func (d *DB) closeIfAppClosed(ctx context.Context) error {
 		return nil
 	}
 	if err := d.truncateWAL(ctx, true); err != nil {
+		// (A checkpoint busy for a moment, a connection closing.) Nothing
+		// else would wake this database up once its application stopped:
+		// try again next interval, so that its WAL is emptied as SQLite's
+		// last close would have.
 		d.debug("truncate wal after the application closed", "error", err)
+		d.r.sched.notify(d)
 		return nil
 	}
 	if fi, err := os.Stat(d.walPath); err != nil || fi.Size() != 0 || d.pin.othersAttached() {
@@ -309,6 +314,11 @@ func (d *DB) passiveCheckpoint(ctx context.Context) error {
 // size and page size (a new file of another page size was read as
 // malformed in that window).
 func (d *DB) truncateWAL(ctx context.Context, uninit bool) error {
+	if h := d.r.testHooks.beforeTruncate; h != nil {
+		if err := h(); err != nil {
+			return fmt.Errorf("truncate wal: %w", err)
+		}
+	}
 	defer setGate(d.walPath, d.ino, nil)()
 	conn, err := openCheckpointConn(ctx, d.path)
 	if err != nil {

@@ -509,3 +509,36 @@ func TestAppStoppedWALEmptyIndexReset(t *testing.T) {
 		t.Fatal("the WAL is empty but the WAL-index is still initialised: a file put at the path now is read with the old size and page size")
 	}
 }
+
+// TestAppStoppedTruncateRetried: if emptying a stopped application's WAL
+// fails once (a checkpoint busy for a moment), walsync tries again at its
+// next interval; nothing else would wake the database up. Before, the WAL
+// kept its frames until the application came back (the model test's
+// app-stop failure, seed 157059131, after a rolled-back spill).
+func TestAppStoppedTruncateRetried(t *testing.T) {
+	f := newFixture(t, Options{SyncInterval: 20 * time.Millisecond, CheckpointFrames: 1 << 20})
+	var fails atomic.Int32
+	fails.Store(5) // more than the events the stop itself raises
+	f.r.testHooks.beforeTruncate = func() error {
+		if fails.Add(-1) >= 0 {
+			return errors.New("checkpoint busy (injected)")
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	f.write(5)
+	f.closeApp()
+	deadline := time.Now().Add(20 * time.Second)
+	for f.walSize() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stopped application's WAL still holds %d bytes after a failed truncate (injected failures left: %d)", f.walSize(), fails.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if fails.Load() >= 0 {
+		t.Fatal("the injected failure was never hit")
+	}
+}

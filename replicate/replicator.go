@@ -206,7 +206,8 @@ type Replicator struct {
 
 // testHooks let white-box tests act at points no external event can reach.
 type testHooks struct {
-	afterScan func() // after a capture's scan, before its pages are re-read
+	afterScan      func()       // after a capture's scan, before its pages are re-read
+	beforeTruncate func() error // before a TRUNCATE checkpoint; an error fails it
 }
 
 // New returns a Replicator that uploads into store.
