@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"sync"
@@ -221,10 +222,19 @@ func (d *DB) closeIfAppClosed(ctx context.Context) error {
 	if d.app != nil || d.pin.shm == nil {
 		return nil
 	}
-	if d.st != stateFollowing && d.st != stateHandedOver {
+	if d.pin.othersAttached() {
 		return nil
 	}
-	if d.pin.othersAttached() {
+	if d.st == stateClosed || (d.st == stateFollowing && d.framesAt(d.pos) == 0) {
+		// Nothing captured of the WAL's generation: if nothing of it is
+		// committed either, it holds only a rolled-back spill.
+		if emptied, err := d.dropUncommitted(); err != nil || !emptied {
+			return err
+		}
+		d.apply(evEmptied, "")
+		return nil
+	}
+	if d.st != stateFollowing && d.st != stateHandedOver {
 		return nil
 	}
 	if d.st == stateFollowing {
@@ -285,6 +295,45 @@ func (d *DB) closeIfAppClosed(ctx context.Context) error {
 		d.debug("record closed wal", "error", err)
 	}
 	return nil
+}
+
+// dropUncommitted empties the WAL of a stopped application if its
+// generation holds nothing committed: a transaction that spilled into the
+// WAL and rolled back leaves its frames there, which SQLite's last close
+// would have deleted. With the write lock held and nobody attached, the
+// WAL-index is marked for rebuilding, then the file truncated. The caller
+// holds d.mu.
+func (d *DB) dropUncommitted() (bool, error) {
+	if fi, err := os.Stat(d.walPath); err != nil || fi.Size() == 0 {
+		return false, nil
+	}
+	if st, ok := d.pin.state(); !ok || st.mxFrame != 0 {
+		return false, nil // something committed: the sync follows it
+	}
+	if err := d.pin.lockWriter(); errors.Is(err, errLockBusy) {
+		d.r.sched.notify(d) // a writer: try again next interval
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	defer d.pin.unlockWriter()
+	if st, ok := d.pin.state(); !ok || st.mxFrame != 0 || d.pin.othersAttached() {
+		return false, nil
+	}
+	if err := d.pin.uninitSHM(); err != nil {
+		return false, err
+	}
+	f, err := os.OpenFile(d.walPath, os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	} else if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if err := f.Truncate(0); err != nil {
+		return false, err
+	}
+	return true, f.Sync()
 }
 
 // passiveCheckpoint copies the WAL into the database on a short-lived

@@ -542,3 +542,34 @@ func TestAppStoppedTruncateRetried(t *testing.T) {
 		t.Fatal("the injected failure was never hit")
 	}
 }
+
+// TestAppStoppedRolledBackSpill: a transaction that spilled into a fresh
+// WAL and rolled back leaves only uncommitted frames; once the application
+// stopped, walsync empties that WAL as SQLite's last close would have
+// deleted it. Before, they stayed (5.7 MB in the model test's app-stop
+// failure, seed 157059131), and a file put at the path would have had them
+// read over it.
+func TestAppStoppedRolledBackSpill(t *testing.T) {
+	f := newFixture(t, Options{SyncInterval: SyncImmediately, CheckpointFrames: 1 << 20})
+	f.write(5)
+	f.sync()
+	f.closeApp()
+	f.sync() // the application stopped: its WAL is emptied, the database Closed
+	if size := f.walSize(); size != 0 {
+		t.Fatalf("WAL holds %d bytes after the application stopped", size)
+	}
+	runSQLite(t, f.path, "PRAGMA cache_size=5;\nBEGIN;\nWITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 300) INSERT INTO t SELECT i, randomblob(3000) FROM c;\nROLLBACK;\n")
+	if size := f.walSize(); size == 0 {
+		t.Fatal("the rolled-back transaction did not spill into the WAL")
+	}
+	f.sync()
+	if size := f.walSize(); size != 0 {
+		t.Fatalf("WAL holds %d bytes of a rolled-back spill after the application stopped (state %s)", size, f.d.st)
+	}
+	f.write(3) // the chain goes on
+	f.sync()
+	f.checkRestore()
+	if got := f.snapshots(); len(got) != 1 {
+		t.Fatalf("snapshots: %q, want only the first", got)
+	}
+}

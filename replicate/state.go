@@ -113,12 +113,17 @@ const (
 	evUnpin
 	// evConflict: another writer stored this database's next TXID.
 	evConflict
+	// evEmptied: the application stopped with nothing committed in the
+	// WAL's generation (a transaction that spilled into a fresh WAL and
+	// rolled back): walsync emptied the WAL, as SQLite's last close would
+	// have deleted it.
+	evEmptied
 	numEvents
 )
 
 var eventNames = [numEvents]string{"resumed", "resumed-closed", "unproven", "commits", "new-generation", "no-wal", "torn-header", "short-wal",
 	"backfilled", "chain-short", "app-closed", "reset", "db-changed", "replaced", "deleted", "created",
-	"snapshot", "snapshot-backfilled", "snapshot-no-wal", "snapshot-failed", "unpin", "conflict"}
+	"snapshot", "snapshot-backfilled", "snapshot-no-wal", "snapshot-failed", "unpin", "conflict", "emptied"}
 
 func (e event) String() string { return eventNames[e] }
 
@@ -210,6 +215,7 @@ var machine = func() (m [numStates][numEvents]step) {
 	m[stateFollowing][evAppClosed] = to(stateHandedOver, actHandOver) // whatever its length
 	m[stateFollowing][evReset] = to(stateClosed, actSpool)
 	m[stateFollowing][evUnpin] = to(stateFollowing, actRelease)
+	m[stateFollowing][evEmptied] = to(stateClosed, actNone) // nothing of it was committed
 
 	// HandedOver: the generation may be restarted (a new one continues the
 	// chain) or may go on (a reader that began before the checkpoint
