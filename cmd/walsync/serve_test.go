@@ -40,6 +40,8 @@ func TestMetricsHealthStatusWatch(t *testing.T) {
 	if code, body := httpGet(t, addr, "/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz: %d %q, want 200 ok", code, body)
 	}
+	// The first snapshot first, so that the row goes into a segment.
+	waitFor(t, func() bool { return sampleValue(scrape(t, addr), "walsync_snapshots_uploaded_total") >= 1 })
 	sqlite(t, db, "INSERT INTO t(n, v) VALUES (1, randomblob(100));\n")
 	var text string
 	waitFor(t, func() bool {
@@ -327,8 +329,13 @@ func TestConfigFileMetrics(t *testing.T) {
 	startWatch(t, logPath, "-c", cfg)
 	addr := servedAddr(t, logPath)
 	sqlite(t, db, "INSERT INTO t(n, v) VALUES (1, randomblob(100));\n")
+	// The row is in the target (in the first snapshot or a segment after
+	// it, as timing decides), and the metrics say so.
+	target := s3URL(endpoint, bucket, "cfgmetrics")
+	waitLive(t, target, "app", "SELECT count(*) FROM t;", "1\n", time.Minute)
 	waitFor(t, func() bool {
-		return sampleValue(scrape(t, addr), `walsync_db_replicated_txid{db="app"}`) >= 2
+		text := scrape(t, addr)
+		return sampleValue(text, `walsync_db_replicated_txid{db="app"}`) >= 1 && sampleValue(text, "walsync_databases") == 1
 	})
 	waitFor(t, func() bool { code, _ := httpGet(t, addr, "/readyz"); return code == 200 })
 }
