@@ -299,7 +299,7 @@ func (d *DB) spoolPending(ctx context.Context) error {
 			d.txid = seg.minTXID - 1
 			d.discontinuity(fmt.Sprintf("%s (%v)", whyChain, err))
 		} else if err != nil {
-			d.overflow(seg, err)
+			d.overflow(err)
 		}
 		if err != nil {
 			d.mu.unlock()
@@ -320,21 +320,30 @@ func (d *DB) spoolPending(ctx context.Context) error {
 // backlog and everything captured are dropped, the WAL is released, and a
 // snapshot takes the first TXID not in the target once an upload is due.
 // The caller holds upMu and mu.
-func (d *DB) overflow(seg *segment, err error) {
+func (d *DB) overflow(err error) {
+	d.r.stats.spoolOverflows.Add(1)
+	d.logger().Error("cannot keep the changes the target did not take; the WAL is released and a snapshot will restart the chain once the target takes uploads again",
+		"reason", err, "target_error", d.bl.err)
+	d.dropUnuploaded(fmt.Sprintf("%s (%v)", whySpoolOverflow, err))
+}
+
+// dropUnuploaded drops the backlog and everything captured, releases the
+// WAL, and breaks the chain so that a snapshot takes the first TXID the
+// target lacks. The caller holds upMu and mu.
+func (d *DB) dropUnuploaded(reason string) {
 	txid := d.bl.firstTXID()
-	if txid == 0 {
-		txid = seg.minTXID
-		if seg.level == SnapshotLevel {
-			txid = seg.maxTXID // a snapshot starts at 1 but takes maxTXID
+	if txid == 0 && len(d.pending) > 0 {
+		txid = d.pending[0].minTXID
+		if d.pending[0].level == SnapshotLevel {
+			txid = d.pending[0].maxTXID // a snapshot starts at 1 but takes maxTXID
 		}
 	}
 	d.bl.reset(d.r)
 	d.dropFrom(0)
-	d.txid = txid - 1
-	d.r.stats.spoolOverflows.Add(1)
-	d.logger().Error("cannot keep the changes the target did not take; the WAL is released and a snapshot will restart the chain once the target takes uploads again",
-		"reason", err, "target_error", d.bl.err)
-	d.discontinuity(fmt.Sprintf("%s (%v)", whySpoolOverflow, err))
+	if txid != 0 {
+		d.txid = txid - 1
+	}
+	d.discontinuity(reason)
 	d.releasePin()
 }
 
@@ -349,23 +358,10 @@ func (d *DB) refused(ctx context.Context, err error) error {
 		return lerr
 	}
 	defer d.mu.unlock()
-	txid := d.bl.firstTXID()
-	if txid == 0 && len(d.pending) > 0 {
-		txid = d.pending[0].minTXID
-		if d.pending[0].level == SnapshotLevel {
-			txid = d.pending[0].maxTXID
-		}
-	}
-	d.bl.reset(d.r)
-	d.dropFrom(0)
-	if txid != 0 {
-		d.txid = txid - 1
-	}
 	d.r.stats.refusals.Add(1)
 	d.logger().Error("the target refuses this database's uploads; the WAL is released and a snapshot will restart the chain once the target takes uploads again",
 		"error", err, "retry_in", time.Until(d.bl.retry).Round(time.Second))
-	d.discontinuity(fmt.Sprintf("%s (%v)", whyRefused, err))
-	d.releasePin()
+	d.dropUnuploaded(fmt.Sprintf("%s (%v)", whyRefused, err))
 	return &offlineError{err: err, retry: d.bl.retry}
 }
 
