@@ -39,7 +39,24 @@ const (
 	DefaultMaxSegmentBytes  = 64 << 20
 	DefaultConcurrency      = 4
 	DefaultShutdownTimeout  = 30 * time.Second
+
+	// DefaultRetention is how long restore points are kept (Litestream's
+	// default too).
+	DefaultRetention = 24 * time.Hour
+	// DefaultL0Retention is how long a segment (level 0) is kept after a
+	// level-1 file covering it exists: restore points at every sync for
+	// this long, at the level-1 interval before.
+	DefaultL0Retention = 5 * time.Minute
+	// DefaultCompactionConcurrency bounds the compactions running at the
+	// same time, all databases together.
+	DefaultCompactionConcurrency = 2
 )
+
+// DefaultCompactionIntervals are the intervals of compaction levels 1, 2
+// and 3, Litestream v0.5's defaults: every 30 s the segments of a database
+// are merged into one level-1 file, every 5 min the level-1 files into one
+// level-2 file, every hour the level-2 files into one level-3 file.
+var DefaultCompactionIntervals = []time.Duration{30 * time.Second, 5 * time.Minute, time.Hour}
 
 // SyncImmediately, as [Options].SyncInterval, uploads each database's
 // changes as soon as they are seen instead of gathering them for an
@@ -79,6 +96,26 @@ type Options struct {
 	// Default: a quarter of SpoolDir's free space when the Replicator is
 	// created (at least 64 MiB).
 	SpoolMax int64
+
+	// CompactionIntervals are the intervals of compaction levels 1, 2, ...
+	// (at most 8 levels, each interval a multiple of the one before).
+	// Nil selects DefaultCompactionIntervals; an empty non-nil slice turns
+	// compaction off.
+	CompactionIntervals []time.Duration
+
+	// CompactionConcurrency bounds the compactions running at the same
+	// time, all databases together. Default DefaultCompactionConcurrency.
+	CompactionConcurrency int
+
+	// Retention is how long restore points are kept: older files that no
+	// restore point inside the window needs are deleted. Zero selects
+	// DefaultRetention; negative keeps everything.
+	Retention time.Duration
+
+	// L0Retention is how long a segment is kept once a level-1 file covers
+	// it. Zero selects DefaultL0Retention; negative keeps segments for the
+	// whole Retention.
+	L0Retention time.Duration
 
 	// ShutdownTimeout bounds the final upload when [Replicator.Run] stops.
 	ShutdownTimeout time.Duration

@@ -44,6 +44,25 @@ type RestoreOptions struct {
 	CheckParams string
 	// Logger receives progress logs. Default: discard.
 	Logger *slog.Logger
+	// Concurrency bounds the downloads running at the same time. Default
+	// DefaultRestoreConcurrency.
+	Concurrency int
+	// Progress, if not nil, is called from one goroutine at a time while
+	// the files are downloaded and applied (at most every 100 ms) and once
+	// more with Done set at the end.
+	Progress func(RestoreProgress)
+}
+
+// DefaultRestoreConcurrency is the default of RestoreOptions.Concurrency.
+const DefaultRestoreConcurrency = 8
+
+// RestoreProgress reports how far a restore is.
+type RestoreProgress struct {
+	Files      int   // LTX files downloaded and verified
+	FilesTotal int   // files in the plan
+	Bytes      int64 // bytes downloaded
+	BytesTotal int64 // size of the files in the plan
+	Done       bool  // the last call: every file is applied
 }
 
 // RestoreResult describes a completed restore.
@@ -53,6 +72,8 @@ type RestoreResult struct {
 	Files     int       // LTX files applied
 	Pages     uint32    // database size in pages
 	PageSize  uint32
+	Bytes     int64 // bytes downloaded
+	Requests  int   // GET requests made to the target
 }
 
 // Restore errors.
