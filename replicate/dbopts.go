@@ -16,6 +16,9 @@ type DBOptions struct {
 
 	// SnapshotInterval overrides Options.SnapshotInterval.
 	SnapshotInterval time.Duration
+
+	// Retention overrides Options.Retention; negative keeps everything.
+	Retention time.Duration
 }
 
 // AddWith is [Replicator.Add] with overrides of the Replicator's options
@@ -40,6 +43,15 @@ func (s *scheduler) syncInterval(d *DB) time.Duration {
 		return max(v, 0)
 	}
 	return s.interval
+}
+
+// retention returns how long d's restore points are kept (negative:
+// forever).
+func (d *DB) retention() time.Duration {
+	if v := d.opts.Retention; v != 0 {
+		return v
+	}
+	return d.r.opts.Retention
 }
 
 // snapshotInterval returns how often d gets a full snapshot while active.

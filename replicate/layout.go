@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/superfly/ltx"
 )
@@ -58,6 +59,7 @@ type ltxFile struct {
 	maxTXID ltx.TXID
 	size    int64
 	key     string
+	modTime time.Time // when the target stored it (from a listing; compaction and retention)
 }
 
 // parseLTXKey parses a key below a level prefix. It rejects anything that

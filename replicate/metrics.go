@@ -154,6 +154,8 @@ type metrics struct {
 	syncErrors      atomic.Int64
 	discontinuities [numDiscontinuityClasses]atomic.Int64
 	lag             histogram
+
+	compactions, compactedBytes, compactionErrors, deleted atomic.Int64
 }
 
 // histogram counts observations in lagBounds buckets (not cumulative).

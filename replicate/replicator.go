@@ -175,7 +175,38 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.CompactionIntervals == nil {
+		o.CompactionIntervals = DefaultCompactionIntervals
+	}
+	if o.CompactionConcurrency <= 0 {
+		o.CompactionConcurrency = DefaultCompactionConcurrency
+	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.L0Retention == 0 {
+		o.L0Retention = DefaultL0Retention
+	}
 	return o
+}
+
+// CheckCompactionIntervals reports whether intervals can be the intervals
+// of compaction levels 1, 2, ...: at most 8 levels, each interval positive
+// and a multiple of the one before (so that a boundary of a level is one of
+// every level below, as Litestream requires too).
+func CheckCompactionIntervals(intervals []time.Duration) error {
+	if len(intervals) > SnapshotLevel-1 {
+		return fmt.Errorf("compaction intervals: %d levels, at most %d", len(intervals), SnapshotLevel-1)
+	}
+	for i, iv := range intervals {
+		if iv <= 0 {
+			return fmt.Errorf("compaction intervals: level %d: %s is not positive", i+1, iv)
+		}
+		if i > 0 && iv%intervals[i-1] != 0 {
+			return fmt.Errorf("compaction intervals: level %d: %s is not a multiple of level %d's %s", i+1, iv, i, intervals[i-1])
+		}
+	}
+	return nil
 }
 
 // Stats are counters of a [Replicator] since it was created.
@@ -191,6 +222,11 @@ type Stats struct {
 	SpoolOverflows int64 // times a database's spooled changes exceeded Options.SpoolMax and were dropped
 	Refusals       int64 // times the target refused a database's upload for good (ErrRefused) and its changes were dropped
 	SpoolBytes     int64 // disk space the spooled changes use now
+
+	Compactions      int64 // compacted files uploaded (levels 1..8)
+	CompactedBytes   int64 // bytes of the compacted files uploaded
+	CompactionErrors int64 // failed compactions and deletions (retried)
+	Deleted          int64 // files deleted by retention
 }
 
 type stats struct {
@@ -226,6 +262,7 @@ type Replicator struct {
 	sched *scheduler
 	watch *watcher
 	fence *fence // nil: no leases
+	comp  *compactor
 	stats stats
 
 	mu     sync.Mutex
@@ -260,6 +297,7 @@ func New(store Storage, opts Options) *Replicator {
 	r.store = store
 	r.sched = newScheduler(opts.SyncInterval, opts.Concurrency, r.log)
 	r.watch = newWatcher(r)
+	r.comp = newCompactor(r)
 	if opts.LeaseTTL > 0 {
 		r.fence = newFence(store, opts.LeaseTTL, opts.Takeover, r.log)
 		r.fence.onLost = r.forgetName
@@ -394,6 +432,7 @@ func (r *Replicator) forget(d *DB) {
 	r.remove(d)
 	r.watch.remove(d)
 	r.sched.forget(d)
+	r.comp.forget(d)
 	if err := d.close(); err != nil {
 		r.log.Warn("release database", "path", d.path, "error", err)
 	}
@@ -444,6 +483,7 @@ func (r *Replicator) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { r.sched.run(runCtx) })
 	wg.Go(func() { r.watch.run(runCtx) })
+	wg.Go(func() { r.comp.run(runCtx) })
 	<-ctx.Done()
 	cancel()
 	wg.Wait()
@@ -508,6 +548,11 @@ func (r *Replicator) Stats() Stats {
 		SpoolOverflows: r.stats.spoolOverflows.Load(),
 		Refusals:       r.stats.refusals.Load(),
 		SpoolBytes:     r.spoolUsed.Load(),
+
+		Compactions:      r.metrics.compactions.Load(),
+		CompactedBytes:   r.metrics.compactedBytes.Load(),
+		CompactionErrors: r.metrics.compactionErrors.Load(),
+		Deleted:          r.metrics.deleted.Load(),
 	}
 }
 

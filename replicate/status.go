@@ -142,6 +142,7 @@ func (d *DB) noteSync(err error) {
 // (zero: unknown).
 func (d *DB) uploaded(level int, txid ltx.TXID, size int64, readAt time.Time) {
 	d.r.countUpload(level, size)
+	d.r.comp.uploaded(d, level, txid)
 	now := time.Now()
 	d.stat.durable.Store(uint64(txid))
 	d.stat.uploaded.Store(now.UnixNano())

@@ -91,6 +91,10 @@ func applyConfig(flags *pflag.FlagSet, g *globals, o *watchOptions, cfg *config.
 	setIf("bucket", cfg.Target != "", func() { o.target = cfg.Target })
 	setIf("sync-interval", cfg.SyncInterval != nil, func() { o.syncInterval = *cfg.SyncInterval })
 	setIf("snapshot-interval", cfg.SnapshotInterval != nil, func() { o.snapshotInterval = *cfg.SnapshotInterval })
+	setIf("retention", cfg.Retention != nil, func() { o.keep.retention = *cfg.Retention })
+	setIf("l0-retention", cfg.L0Retention != nil, func() { o.keep.l0Retention = *cfg.L0Retention })
+	setIf("compaction-intervals", cfg.Compaction != nil, func() { o.keep.intervals = *cfg.Compaction })
+	setIf("compaction-concurrency", cfg.CompactionJobs != nil, func() { o.keep.concurrency = *cfg.CompactionJobs })
 	setIf("checkpoint-frames", cfg.CheckpointFrames != nil, func() { o.checkpointFrames = *cfg.CheckpointFrames })
 	setIf("concurrency", cfg.Concurrency != nil, func() { o.concurrency = *cfg.Concurrency })
 	setIf("spool-dir", cfg.SpoolDir != nil, func() { o.spoolDir = *cfg.SpoolDir })
@@ -206,6 +210,12 @@ func (o *configOptions) start(ctx context.Context, r *replicate.Replicator) erro
 		}
 		if v := db.SnapshotInterval; v != nil {
 			opts.SnapshotInterval = *v
+		}
+		if v := db.Retention; v != nil {
+			opts.Retention = *v
+			if *v == 0 {
+				opts.Retention = -1 // keep everything
+			}
 		}
 		var err error
 		if db.Path != "" {

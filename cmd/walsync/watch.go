@@ -33,9 +33,10 @@ type watchOptions struct {
 	leaseTTL         time.Duration
 	takeover         bool
 	keepCodePages    bool
-	exec             string       // --exec: the application's command line
-	execArgv         []string     // the application's argv, from --exec or after "--" (exec.go)
-	serve            serveOptions // metrics, health, heartbeat (serve.go)
+	exec             string           // --exec: the application's command line
+	execArgv         []string         // the application's argv, from --exec or after "--" (exec.go)
+	serve            serveOptions     // metrics, health, heartbeat (serve.go)
+	keep             retentionOptions // compaction and retention (retention.go)
 }
 
 func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
@@ -56,6 +57,7 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.MarkHidden("keep-code-pages")
 	f.StringVar(&o.exec, "exec", "", "run this command (split into words as a shell would, no shell features) as a child, passing signals on; when it exits, upload what is committed and exit with its status (or give the command after --)")
 	o.serve.AddFlags(f)
+	o.keep.AddFlags(f)
 }
 
 func (o *watchOptions) validate(args []string) error {
@@ -78,6 +80,9 @@ func (o *watchOptions) validate(args []string) error {
 	if _, err := parseSize(o.spoolMax); err != nil {
 		return fmt.Errorf("watch: --spool-max: %w", err)
 	}
+	if err := o.keep.validate(); err != nil {
+		return err
+	}
 	return o.serve.validate()
 }
 
@@ -90,7 +95,7 @@ func (o *watchOptions) replicateOptions(log *slog.Logger) replicate.Options {
 		syncInterval = replicate.SyncImmediately
 	}
 	spoolMax, _ := parseSize(o.spoolMax) // validated
-	return replicate.Options{
+	opts := replicate.Options{
 		SyncInterval:     syncInterval,
 		SnapshotInterval: o.snapshotInterval,
 		CheckpointFrames: o.checkpointFrames,
@@ -101,6 +106,8 @@ func (o *watchOptions) replicateOptions(log *slog.Logger) replicate.Options {
 		Takeover:         o.takeover,
 		Logger:           log,
 	}
+	o.keep.apply(&opts)
+	return opts
 }
 
 func newWatchCmd(g *globals) *cobra.Command {

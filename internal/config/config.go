@@ -47,7 +47,10 @@ type Config struct {
 	// Process-wide defaults; each database may override the first three.
 	SyncInterval     *time.Duration // 0: upload at once
 	SnapshotInterval *time.Duration
-	Retention        *time.Duration // accepted, not applied yet (see Warnings)
+	Retention        *time.Duration
+	L0Retention      *time.Duration
+	Compaction       *string // compaction intervals, as walsync watch --compaction-intervals
+	CompactionJobs   *int    // compaction-concurrency
 	CheckpointFrames *int
 	Concurrency      *int
 	SpoolDir         *string
@@ -88,7 +91,7 @@ type Database struct {
 
 	SyncInterval     *time.Duration // overrides Config.SyncInterval
 	SnapshotInterval *time.Duration // overrides Config.SnapshotInterval
-	Retention        *time.Duration // overrides Config.Retention (not applied yet)
+	Retention        *time.Duration // overrides Config.Retention
 }
 
 // Credentials are static S3 credentials.
@@ -271,6 +274,14 @@ func (d *decoder) walsync(c *Config, top []pair) {
 			c.SnapshotInterval = d.duration(p.val, p.field, time.Nanosecond, "positive")
 		case "retention":
 			c.Retention = d.retention(p)
+		case "l0-retention":
+			c.L0Retention = d.duration(p.val, p.field, 0, "0 (keep for the whole retention) or more")
+		case "compaction-intervals":
+			if s, ok := d.str(p.val, p.field); ok {
+				c.Compaction = &s
+			}
+		case "compaction-concurrency":
+			c.CompactionJobs = d.positive(p.val, p.field)
 		case "checkpoint-frames":
 			c.CheckpointFrames = d.positive(p.val, p.field)
 		case "concurrency":
@@ -367,13 +378,9 @@ func (d *decoder) checkEntry(db *Database, n, pathNode, dirNode, patternNode, na
 	}
 }
 
-// retention decodes a retention setting and warns that it is not applied.
+// retention decodes a retention setting (0: keep everything).
 func (d *decoder) retention(p pair) *time.Duration {
-	v := d.duration(p.val, p.field, time.Nanosecond, "positive")
-	if v != nil {
-		d.warnf(p.keyNode, p.field, "accepted but not applied yet: walsync deletes no backup (issue 10)")
-	}
-	return v
+	return d.duration(p.val, p.field, 0, "0 (keep everything) or more")
 }
 
 // absPath returns the absolute path in n: walsync's format wants it

@@ -128,6 +128,10 @@ func (d *decoder) litestream(c *Config, top []pair, home string) {
 			}
 		case "snapshot":
 			c.SnapshotInterval, c.Retention = d.snapshot(p)
+		case "levels":
+			c.Compaction = d.levels(p)
+		case "l0-retention":
+			c.L0Retention = d.duration(p.val, p.field, 0, "0 or more")
 		case "exec":
 			if !isNull(p.val) {
 				d.errorf(p.keyNode, p.field, "not supported in a config file: start the application yourself (walsync replicates databases written by any process)")
@@ -169,6 +173,30 @@ func (d *decoder) litestream(c *Config, top []pair, home string) {
 		c.Databases = append(c.Databases, db)
 	}
 	d.checkUnique(c.Databases)
+}
+
+// levels decodes Litestream's levels: a list of {interval: D}, levels
+// 1, 2, ... in order, as --compaction-intervals.
+func (d *decoder) levels(p pair) *string {
+	if p.val.Kind != yaml.SequenceNode {
+		d.errorf(p.keyNode, p.field, "want a list of {interval: DURATION}")
+		return nil
+	}
+	var parts []string
+	for i, item := range p.val.Content {
+		field := fmt.Sprintf("%s[%d]", p.field, i)
+		for _, q := range d.pairs(item, field) {
+			if q.key != "interval" {
+				d.ignore(q)
+				continue
+			}
+			if v := d.duration(q.val, q.field, time.Nanosecond, "positive"); v != nil {
+				parts = append(parts, v.String())
+			}
+		}
+	}
+	s := strings.Join(parts, ",")
+	return &s
 }
 
 // snapshot decodes Litestream's snapshot: {interval, retention}.
@@ -506,11 +534,9 @@ func (d *decoder) ignore(p pair) {
 // litestreamIgnored are the Litestream v0.5.18 keys walsync accepts without
 // applying them, with the reason.
 var litestreamIgnored = map[string]string{
-	"levels":                      "walsync does not compact (restores read Litestream's compacted levels)",
-	"l0-retention":                "walsync deletes no backup yet (issue 10)",
-	"l0-retention-check-interval": "walsync deletes no backup yet (issue 10)",
-	"retention":                   "walsync deletes no backup yet (issue 10)",
-	"verify-compaction":           "walsync does not compact",
+	"l0-retention-check-interval": "walsync checks segment retention at each level-1 compaction",
+	"retention":                   "walsync always applies snapshot.retention (in walsync's format, retention: 0 keeps everything)",
+	"verify-compaction":           "walsync verifies every compacted file before it uploads it",
 	"validation":                  "no periodic validation: every restore verifies each file it applies",
 	"validation-interval":         "no periodic validation: every restore verifies each file it applies",
 	"heartbeat-url":               "not supported yet",

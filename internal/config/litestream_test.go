@@ -46,6 +46,11 @@ func TestLitestreamFixture(t *testing.T) {
 	if !reflect.DeepEqual(c.Databases, want) {
 		t.Errorf("Databases =\n%+v\nwant\n%+v", c.Databases, want)
 	}
+	// Retention and compaction levels are applied, not warned about.
+	if c.Retention == nil || *c.Retention != 72*time.Hour || c.Compaction == nil || *c.Compaction != "5m0s,1h0m0s" ||
+		c.L0Retention == nil || *c.L0Retention != 5*time.Minute {
+		t.Errorf("retention %v, levels %v, l0-retention %v: want 72h, 5m0s,1h0m0s and 5m", c.Retention, c.Compaction, c.L0Retention)
+	}
 	var warned []string
 	for _, w := range c.Warnings {
 		warned = append(warned, fmt.Sprintf("%d:%s", w.Line, w.Field))
@@ -54,7 +59,7 @@ func TestLitestreamFixture(t *testing.T) {
 		}
 	}
 	wantWarned := []string{
-		"9:logging.stderr", "13:snapshot.retention", "14:levels", "17:l0-retention", "18:heartbeat-url",
+		"9:logging.stderr", "18:heartbeat-url",
 		"21:dbs[0].monitor-interval", "22:dbs[0].checkpoint-interval", "26:dbs[0].replica.retention-check-interval",
 		"41:dbs[2].replica.storage-class",
 	}
