@@ -33,7 +33,7 @@ type compactor struct {
 	intervals []time.Duration // of levels 1..n
 	sem       chan struct{}   // the global budget of running jobs
 
-	now       func() time.Time // the clock (tests move it)
+	now func() time.Time // the clock (tests move it)
 
 	mu     sync.Mutex
 	active map[*DB]*compactState // +checklocks:mu

@@ -376,4 +376,3 @@ func TestCompactionRun(t *testing.T) {
 		t.Fatalf("run of %d files, want at most %d", len(got), maxMergeInputs)
 	}
 }
-
