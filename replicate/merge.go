@@ -51,14 +51,14 @@ func (c *compactor) merge(ctx context.Context, d *DB, l int, run []ltxFile) (ltx
 
 	rdrs := make([]io.Reader, len(run))
 	for i, f := range run {
-		rdrs[i] = bufio.NewReaderSize(io.NewSectionReader(in, offs[i], f.size), 16<<10)
+		rdrs[i] = bufio.NewReaderSize(io.NewSectionReader(in, offs[i], f.size), 4<<10)
 	}
 	out, err := unlinkedTemp(dir, "walsync-compact-out-*")
 	if err != nil {
 		return ltxFile{}, err
 	}
 	defer out.Close()
-	bw := bufio.NewWriterSize(out, 64<<10)
+	bw := bufio.NewWriterSize(out, 32<<10)
 	comp, err := ltx.NewCompactor(bw, rdrs)
 	if err != nil {
 		return ltxFile{}, err
