@@ -229,6 +229,9 @@ func (d *DB) uploadBacklog(ctx context.Context) (int, error) {
 			return n, fmt.Errorf("upload %s: %w", key, err)
 		}
 		n++
+		if rec.level == SegmentLevel {
+			d.r.comp.stageSegment(d, rec.minTXID, rec.maxTXID, rd, rec.size)
+		}
 		d.uploaded(rec.level, rec.maxTXID, rec.size, rec.readAt)
 		d.bl.pop(d.r, rec)
 		if err := d.mu.lock(context.WithoutCancel(ctx)); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"time"
@@ -50,6 +51,7 @@ type compactState struct {
 	l0Due   time.Time                // level-0 deletions due (zero: none)
 	keepDue time.Time                // retention due (zero: none)
 	kept    time.Time                // last retention run
+	stage   *stage                   // local copies of segments not compacted yet (stage.go)
 	running bool                     // a job runs for the database
 	forgot  bool                     // the database was removed
 }
@@ -106,6 +108,26 @@ func (c *compactor) uploaded(d *DB, level int, txid ltx.TXID) {
 	}
 }
 
+// stageSegment keeps a local copy of a segment being uploaded, for the
+// level-1 compaction (stage.go). The caller holds d.upMu.
+func (c *compactor) stageSegment(d *DB, minTXID, maxTXID ltx.TXID, r io.ReadSeeker, size int64) {
+	if c.levels() == 0 {
+		return
+	}
+	c.mu.Lock()
+	st := c.active[d]
+	if st == nil {
+		st = &compactState{}
+		c.active[d] = st
+	}
+	if st.stage == nil {
+		st.stage = &stage{}
+	}
+	sg := st.stage
+	c.mu.Unlock()
+	sg.add(c.r.opts.SpoolDir, minTXID, maxTXID, r, size)
+}
+
 // forget drops d; a running job finds it gone and stops.
 func (c *compactor) forget(d *DB) {
 	c.mu.Lock()
@@ -113,6 +135,9 @@ func (c *compactor) forget(d *DB) {
 	if st := c.active[d]; st != nil {
 		st.forgot = true
 		delete(c.active, d)
+		if st.stage != nil {
+			st.stage.drop()
+		}
 	}
 }
 
@@ -184,6 +209,9 @@ func (c *compactor) takeDue(now time.Time) (due []*DB, next time.Time) {
 		at, ok := c.dueAt(st)
 		if !ok {
 			delete(c.active, d) // caught up, nothing to delete: idle
+			if st.stage != nil {
+				st.stage.drop()
+			}
 			continue
 		}
 		if !at.After(now) {
@@ -412,6 +440,9 @@ func (c *compactor) compactLevel(ctx context.Context, d *DB, l int) ([]ltxFile, 
 		c.update(d, func(st *compactState) {
 			st.top[l], st.known[l] = max(st.top[l], top), true
 		})
+		if l == 1 && st.stage != nil {
+			st.stage.release(c.r.opts.SpoolDir, top)
+		}
 		d.debug("compacted", "level", l, "files", len(run), "key", out.key, "size", out.size)
 	}
 	c.update(d, func(st *compactState) { st.lastRun[l] = now })

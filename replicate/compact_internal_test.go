@@ -108,7 +108,13 @@ func TestCompactionLevels(t *testing.T) {
 	for i := range 5 {
 		f.commit(3 + i)
 	}
+	gets := f.r.Metrics().Requests["GET"]
 	f.r.comp.runDue(f.ctx) // first activity: every level compacted at once
+	// Level 1 reads the segments from the stage; levels 2 and 3 GET their
+	// one input each.
+	if got := f.r.Metrics().Requests["GET"] - gets; got != 2 {
+		t.Fatalf("%d GETs for the first compaction, want 2 (the segments come from the stage)", got)
+	}
 	by := f.files()
 	if len(by[0]) != 5 || len(by[1]) != 1 || len(by[2]) != 1 || len(by[3]) != 1 {
 		t.Fatalf("after the first compaction: L0 %v L1 %v L2 %v L3 %v", keysOf(by[0]), keysOf(by[1]), keysOf(by[2]), keysOf(by[3]))
@@ -375,4 +381,35 @@ func TestCompactionRun(t *testing.T) {
 	if got := compactionRun(long, 0); len(got) != maxMergeInputs {
 		t.Fatalf("run of %d files, want at most %d", len(got), maxMergeInputs)
 	}
+}
+
+// TestCompactionAfterRestart: segments uploaded by an earlier process are
+// not staged; level 1 downloads them and covers them with the new ones.
+func TestCompactionAfterRestart(t *testing.T) {
+	opts := Options{
+		SyncInterval:        SyncImmediately,
+		CompactionIntervals: []time.Duration{time.Minute},
+		Retention:           -1,
+	}
+	f := newCompactFixture(t, opts)
+	for i := range 4 {
+		f.commit(2 + i)
+	}
+	if err := f.r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.start(opts)
+	f.r.comp.now = func() time.Time { return time.Now().Add(time.Duration(f.skew.Load())) }
+	f.commit(3)
+	f.commit(4)
+	gets := f.r.Metrics().Requests["GET"]
+	f.r.comp.runDue(f.ctx)
+	if got := f.r.Metrics().Requests["GET"] - gets; got != 4 {
+		t.Fatalf("%d GETs, want 4: the segments of the earlier process", got)
+	}
+	by := f.files()
+	if len(by[1]) != 1 || by[1][0].minTXID != by[0][0].minTXID || by[1][0].maxTXID != f.d.TXID() {
+		t.Fatalf("L1 %v, want one file covering L0 %v", keysOf(by[1]), keysOf(by[0]))
+	}
+	f.restoreAt(RestoreOptions{})
 }

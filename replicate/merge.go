@@ -21,8 +21,9 @@ const mergeDownloads = 4
 const mergeSpillEntries = 16 << 10
 
 // merge compacts run, contiguous files of level l-1, into one file of
-// level l and uploads it. The inputs are downloaded (their SHA-256
-// verified by the store) into one unlinked file in the spool directory,
+// level l and uploads it. The inputs are copied from the stage (segments
+// this process uploaded, stage.go) or downloaded (their SHA-256 verified
+// by the store) into one unlinked file in the spool directory,
 // mergeDownloads at a time, then merged page by page with ltx's streaming
 // compactor (one page buffer per input; the newest version of each page
 // wins) into a second unlinked file, which is verified whole before it is
@@ -42,8 +43,21 @@ func (c *compactor) merge(ctx context.Context, d *DB, l int, run []ltxFile) (ltx
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(mergeDownloads)
+	var sg *stage
+	if st, ok := c.state(d); ok && l == 1 {
+		sg = st.stage
+	}
 	for i, f := range run {
-		g.Go(func() error { return download(gctx, c.r.store, f, io.NewOffsetWriter(in, offs[i])) })
+		w := io.NewOffsetWriter(in, offs[i])
+		if sg != nil {
+			if ok, err := sg.copyTo(f, w); err != nil {
+				return ltxFile{}, err
+			} else if ok {
+				c.r.metrics.stagedInputs.Add(1)
+				continue
+			}
+		}
+		g.Go(func() error { return download(gctx, c.r.store, f, w) })
 	}
 	if err := g.Wait(); err != nil {
 		return ltxFile{}, err

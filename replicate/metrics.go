@@ -156,6 +156,7 @@ type metrics struct {
 	lag             histogram
 
 	compactions, compactedBytes, compactionErrors, deleted atomic.Int64
+	stagedInputs                                           atomic.Int64 // compaction inputs read from the stage, not the target
 }
 
 // histogram counts observations in lagBounds buckets (not cumulative).

@@ -160,6 +160,9 @@ func (d *DB) put(ctx context.Context, seg *segment) error {
 	if err := d.r.store.Put(ctx, key, rd, seg.data.Size(), meta); err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
+	if seg.level == SegmentLevel {
+		d.r.comp.stageSegment(d, seg.minTXID, seg.maxTXID, rd, seg.data.Size())
+	}
 	d.uploaded(seg.level, seg.maxTXID, seg.data.Size(), seg.readAt)
 	return nil
 }
