@@ -247,7 +247,9 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 func sqlite(t testing.TB, db, script string) string {
 	t.Helper()
 	cmd := exec.Command(testenv.SQLite3(t), "-bail", db)
-	cmd.Stdin = strings.NewReader(script)
+	// A busy timeout, as an application has: walsync may hold a read lock
+	// for a moment (a snapshot of a database it just found).
+	cmd.Stdin = strings.NewReader(".timeout 10000\n" + script)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
