@@ -194,8 +194,9 @@ func (d *depth) run(ctx context.Context, work string, emit func(RestoreRow)) err
 		d.cfg.Progress.Notef("%s: FAILED: %s", d.prefix, oneLine(err))
 		return nil
 	}
+	setup := time.Since(start).Seconds()
 	for _, r := range reps {
-		r.row.SetupS = time.Since(start).Seconds()
+		r.row.SetupS = setup
 		d.measure(ctx, r)
 		if ctx.Err() != nil {
 			return ctx.Err()
