@@ -109,8 +109,8 @@ func TestProxyActivity(t *testing.T) {
 	}
 	defer p.Close()
 	a := p.watch("b/run1/")
-	do := func(method, path string) {
-		r, err := http.NewRequest(method, p.url+path, nil)
+	put := func(path string) {
+		r, err := http.NewRequest("PUT", p.url+path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,29 +120,46 @@ func TestProxyActivity(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	later := func() time.Time { return time.Now().Add(time.Hour) }
+	later := time.Now().Add(time.Hour)
 
-	do("PUT", "/b/run1/db.db/lease/0000000000000001")
-	if a.quiet(later(), time.Minute) {
+	// The count of stored LTX files is taken before the client gets the
+	// response.
+	put("/b/run1/db.db/lease/0000000000000001")
+	if a.quiet(later, time.Minute) {
 		t.Fatal("quiet before an LTX file was stored")
 	}
-	do("PUT", "/b/run2/db.db/0000/0000000000000001-0000000000000001.ltx") // another prefix
+	put("/b/run2/db.db/0000/0000000000000001-0000000000000001.ltx") // another prefix
 	if got := a.ltx.Load(); got != 0 {
 		t.Fatalf("LTX files = %d, want 0", got)
 	}
-	do("PUT", "/b/run1/db.db/0009/0000000000000001-0000000000000001.ltx")
+	put("/b/run1/db.db/0009/0000000000000001-0000000000000001.ltx")
 	if got, want := a.ltx.Load(), int64(1); got != want {
 		t.Fatalf("LTX files = %d, want %d", got, want)
 	}
-	last := time.Unix(0, a.last.Load())
-	if !a.quiet(last.Add(time.Minute), time.Minute) {
+
+	// A request in flight, then ended, on a prefix no HTTP request
+	// reaches (a handler notes a request's end after its response).
+	b := p.watch("b/run3/")
+	b.ltx.Store(1)
+	end := p.begin("/b/run3/db.db/0000/0000000000000002-0000000000000002.ltx")
+	if b.quiet(later, time.Minute) {
+		t.Fatal("quiet with a request in flight")
+	}
+	p.begin("/b/run4/x")() // another prefix: not followed
+	end()
+	last := time.Unix(0, b.last.Load())
+	if !b.quiet(last.Add(time.Minute), time.Minute) {
 		t.Fatal("not quiet a minute after the last request")
 	}
-	if a.quiet(last.Add(time.Second), time.Minute) {
+	if b.quiet(last.Add(time.Second), time.Minute) {
 		t.Fatal("quiet a second after the last request")
 	}
+	if got := b.inflight.Load(); got != 0 {
+		t.Fatalf("in flight = %d, want 0", got)
+	}
+
 	p.unwatch(a)
-	do("PUT", "/b/run1/db.db/0000/0000000000000002-0000000000000002.ltx")
+	put("/b/run1/db.db/0000/0000000000000003-0000000000000003.ltx")
 	if got, want := a.ltx.Load(), int64(1); got != want {
 		t.Fatalf("LTX files after unwatch = %d, want %d", got, want)
 	}
