@@ -38,8 +38,16 @@ type countingProxy struct {
 	srv    *http.Server
 	done   chan struct{}
 	counts map[string]*atomic.Int64
+	bytes  map[string]*atomic.Int64 // response body bytes, by request type
+
+	// latency is added before each request is forwarded, in nanoseconds
+	// (setLatency); wait sleeps it (replaced in tests).
+	latency atomic.Int64
+	wait    func(ctx context.Context, d time.Duration) error
 
 	mu sync.Mutex
+	// watches are the prefixes whose activity is followed (watch).
+	watches []*activity
 	// stored holds, by path without the leading slash ("bucket/key"), when
 	// the server's first successful response to a request creating the
 	// object arrived.
@@ -57,9 +65,10 @@ func startProxy(endpoint string) (*countingProxy, error) {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	p := &countingProxy{url: "http://" + ln.Addr().String(), done: make(chan struct{}),
-		counts: map[string]*atomic.Int64{}, stored: map[string]time.Time{}}
+		counts: map[string]*atomic.Int64{}, bytes: map[string]*atomic.Int64{}, stored: map[string]time.Time{}, wait: sleep}
 	for _, t := range reqTypes {
 		p.counts[t] = new(atomic.Int64)
+		p.bytes[t] = new(atomic.Int64)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil // straight to the endpoint, whatever HTTP_PROXY says
@@ -70,12 +79,22 @@ func startProxy(endpoint string) (*countingProxy, error) {
 			r.Out.Host = r.In.Host // SigV4 signs Host: keep the one the client signed
 		},
 		Transport: tr,
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Body = &countingBody{ReadCloser: resp.Body, n: p.bytes[classify(resp.Request)]}
+			return nil
+		},
 		// A client that gives up (a tool stopped mid-request) is not news.
 		ErrorLog: log.New(io.Discard, "", 0),
 	}
 	p.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			p.counts[classify(r)].Add(1)
+			defer p.begin(r.URL.Path)()
+			if d := time.Duration(p.latency.Load()); d > 0 {
+				if err := p.wait(r.Context(), d); err != nil {
+					return // the client gave up
+				}
+			}
 			if !createsObject(r) {
 				rp.ServeHTTP(w, r)
 				return
@@ -110,6 +129,7 @@ func (p *countingProxy) noteStored(path string, t time.Time) {
 	if old, ok := p.stored[path]; !ok || t.Before(old) {
 		p.stored[path] = t
 	}
+	p.noteWatched(path)
 }
 
 // takeStored returns when each object whose path starts with prefix was

@@ -115,6 +115,7 @@ failed.`,
 		},
 	}
 	o.AddFlags(cmd.Flags())
+	cmd.AddCommand(newBenchRestoreCmd(g))
 	return cmd
 }
 
