@@ -88,3 +88,26 @@ func TestWatchRestoreIfMissing(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigRestoreIfMissing: restore-if-missing: true in the config file
+// restores a missing database of its list before watching.
+func TestConfigRestoreIfMissing(t *testing.T) {
+	endpoint, bucket := testenv.S3(t)
+	url := s3URL(endpoint, bucket, "cfg")
+	src := filepath.Join(t.TempDir(), "src.db")
+	createDB(t, src)
+	sqlite(t, src, "INSERT INTO t(n, v) VALUES (1, 'from the config');\n")
+	mustRun(t, "snapshot", src, "-b", url, "--name", "main")
+
+	db := filepath.Join(t.TempDir(), "main.db")
+	cfg := filepath.Join(t.TempDir(), "walsync.yml")
+	yml := "target: " + url + "\nrestore-if-missing: true\ndatabases:\n  - path: " + db + "\n    name: main\n"
+	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := startWatch(t, filepath.Join(t.TempDir(), "watch.log"), "-c", cfg)
+	if got, want := dump(t, db), dump(t, src); got != want {
+		t.Errorf("%s not restored from its backup", db)
+	}
+	w.stop()
+}
