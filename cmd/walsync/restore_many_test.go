@@ -28,6 +28,10 @@ import (
 // figures in docs/operations.md are for 1,000.
 var allDBs = flag.Int("all.dbs", 1000, "databases restored by TestRestoreAllMany")
 
+// allConcurrency is --concurrency of TestRestoreAllMany's restore; 0 for
+// the default.
+var allConcurrency = flag.Int("all.concurrency", 0, "restore --all --concurrency in TestRestoreAllMany (0: the default)")
+
 // TestRestoreAllMany: `restore --all` of many small databases from
 // versitygw. The backups are real snapshots: one SQLite file made by the
 // sqlite3 CLI holding a row "db-00000", patched for database i to name
@@ -86,7 +90,11 @@ func TestRestoreAllMany(t *testing.T) {
 	t.Logf("%d snapshots uploaded in %v", n, time.Since(start).Round(time.Millisecond))
 
 	out := filepath.Join(dir, "out")
-	cmd := exec.Command(binPath, "restore", "--all", "-b", url, "-o", out, "--json")
+	args := []string{"restore", "--all", "-b", url, "-o", out, "--json"}
+	if *allConcurrency > 0 {
+		args = append(args, "--concurrency", fmt.Sprint(*allConcurrency))
+	}
+	cmd := exec.Command(binPath, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start = time.Now()
@@ -95,8 +103,8 @@ func TestRestoreAllMany(t *testing.T) {
 	}
 	el := time.Since(start)
 	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
-	t.Logf("restore --all of %d databases: %v, peak RSS %d KiB (race detector: binary built with -race unless WALSYNC_E2E_RACE=0)",
-		n, el.Round(time.Millisecond), rss)
+	t.Logf("restore --all of %d databases (--concurrency %d, 0: default): %v, peak RSS %d KiB (binary built with -race unless WALSYNC_E2E_RACE=0)",
+		n, *allConcurrency, el.Round(time.Millisecond), rss)
 
 	got, sum := decodeRestoreAll(t, stdout.String())
 	if sum.Databases != n || sum.Restored != n || len(got) != n {
