@@ -251,6 +251,9 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions, name string)
 	}
 	start := time.Now()
 	res, err := replicate.Restore(ctx, store, name, o.output, ro)
+	if prog != nil {
+		prog.clear() // the live line of a restore that failed early
+	}
 	if errors.Is(err, replicate.ErrNoBackup) {
 		if o.ifReplicaExists {
 			return o.skipped(g, name, "the target holds no backup of it (--if-replica-exists)")
