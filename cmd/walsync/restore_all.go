@@ -295,11 +295,11 @@ func (a *restoreAll) restore(ctx context.Context, i int, j restoreJob) restoreJS
 }
 
 // createdAfter reports whether the snapshot key (a database's oldest) was
-// created after ts, or there is no snapshot: the database did not exist
-// then.
+// created after ts: the database did not exist then. Without a snapshot
+// (key "") the backup is broken, not late: false.
 func createdAfter(ctx context.Context, store replicate.Storage, key string, ts time.Time) (bool, error) {
 	if key == "" {
-		return true, nil
+		return false, nil
 	}
 	rc, err := store.Get(ctx, key, 0, ltx.HeaderSize)
 	if err != nil {

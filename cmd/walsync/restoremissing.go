@@ -69,9 +69,12 @@ func (o *watchOptions) restoreMissing(ctx context.Context, store replicate.Stora
 	taken := make(map[string]bool) // names of the databases given by path
 	var waiting []missingDB
 	for _, db := range dbs {
-		name := db.name
-		if name == "" {
-			name = strings.TrimPrefix(filepath.ToSlash(db.path), "/")
+		name, err := replicate.CleanName(db.name)
+		if db.name == "" {
+			name, err = replicate.NameFromPath(db.path)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("watch --restore-if-missing: %s: %w", db.path, err)
 		}
 		taken[name] = true
 		if existingOutput(db.path) != "" {
