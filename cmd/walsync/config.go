@@ -101,6 +101,7 @@ func applyConfig(flags *pflag.FlagSet, g *globals, o *watchOptions, cfg *config.
 	setIf("spool-max", cfg.SpoolMax != nil, func() { o.spoolMax = *cfg.SpoolMax })
 	setIf("lease-ttl", cfg.LeaseTTL != nil, func() { o.leaseTTL = *cfg.LeaseTTL })
 	setIf("takeover", cfg.Takeover != nil, func() { o.takeover = *cfg.Takeover })
+	setIf("restore-if-missing", cfg.RestoreIfMissing != nil, func() { o.restoreIfMissing = *cfg.RestoreIfMissing })
 	setIf("log-level", cfg.LogLevel != "", func() { g.logLevel = cfg.LogLevel })
 	setIf("log-format", cfg.LogFormat != "", func() { g.logFormat = cfg.LogFormat })
 
@@ -201,22 +202,7 @@ func (o *configOptions) start(ctx context.Context, r *replicate.Replicator) erro
 		return nil
 	}
 	for _, db := range o.cfg.Databases {
-		opts := replicate.DBOptions{}
-		if v := db.SyncInterval; v != nil {
-			opts.SyncInterval = *v
-			if *v == 0 {
-				opts.SyncInterval = replicate.SyncImmediately
-			}
-		}
-		if v := db.SnapshotInterval; v != nil {
-			opts.SnapshotInterval = *v
-		}
-		if v := db.Retention; v != nil {
-			opts.Retention = *v
-			if *v == 0 {
-				opts.Retention = -1 // keep everything
-			}
-		}
+		opts := configDBOptions(db)
 		var err error
 		if db.Path != "" {
 			_, err = r.AddWith(ctx, db.Path, db.Name, opts)

@@ -95,9 +95,19 @@ func TestJSONOutputs(t *testing.T) {
 	if len(out) != 1 {
 		t.Fatalf("restore --json printed %d lines, want 1:\n%s", len(out), strings.Join(out, "\n"))
 	}
-	r := decodeLine(t, out[0], []string{"name", "output", "txid", "timestamp", "files", "pages", "page_size"}, doc)
-	if r["name"] != "j/app.db" || r["output"] != restored || r["txid"] != txid || r["page_size"] != 4096.0 || r["files"] != 1.0 {
+	r := decodeLine(t, out[0], []string{"name", "output", "status", "reason", "txid", "timestamp", "files", "pages", "page_size", "bytes", "requests", "duration_ms"}, doc)
+	if r["name"] != "j/app.db" || r["output"] != restored || r["status"] != "restored" || r["reason"] != "" || r["txid"] != txid || r["page_size"] != 4096.0 || r["files"] != 1.0 {
 		t.Errorf("restore --json = %v, want name j/app.db, output %s, txid %v, page_size 4096, files 1", r, restored, txid)
+	}
+
+	all := strings.Split(strings.TrimSpace(mustRun(t, "restore", "--all", "-b", target, "-o", filepath.Join(dir, "all"), "--json")), "\n")
+	if len(all) != 2 {
+		t.Fatalf("restore --all --json printed %d lines, want 2:\n%s", len(all), strings.Join(all, "\n"))
+	}
+	decodeLine(t, all[0], []string{"name", "output", "status", "reason", "txid", "timestamp", "files", "pages", "page_size", "bytes", "requests", "duration_ms"}, doc)
+	sum := decodeLine(t, all[1], []string{"summary", "databases", "restored", "skipped", "failed", "bytes", "requests", "duration_ms"}, doc)
+	if sum["summary"] != true || sum["databases"] != 1.0 || sum["restored"] != 1.0 {
+		t.Errorf("restore --all --json summary %v, want 1 database restored", sum)
 	}
 }
 

@@ -144,8 +144,8 @@ func TestRestoreSuggestsNames(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := run(t, "restore", c.arg, "-b", target, "-o", out)
-			if r.code != 1 {
-				t.Fatalf("exit %d, want 1; stderr:\n%s", r.code, r.stderr)
+			if r.code != exitNoBackup {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", r.code, exitNoBackup, r.stderr)
 			}
 			lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
 			last := lines[len(lines)-1]

@@ -33,6 +33,7 @@ type watchOptions struct {
 	leaseTTL         time.Duration
 	takeover         bool
 	keepCodePages    bool
+	restoreIfMissing bool             // restoremissing.go
 	exec             string           // --exec: the application's command line
 	execArgv         []string         // the application's argv, from --exec or after "--" (exec.go)
 	serve            serveOptions     // metrics, health, heartbeat (serve.go)
@@ -55,6 +56,7 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.takeover, "takeover", false, "take over databases whose lease another process holds (when that process is known to be gone)")
 	f.BoolVar(&o.keepCodePages, "keep-code-pages", false, "do not release start-up code pages after the first sync (for measurements)")
 	f.MarkHidden("keep-code-pages")
+	f.BoolVar(&o.restoreIfMissing, "restore-if-missing", false, "before watching, restore from the target each given database that does not exist locally, and each backup --dir would name that is missing under it (one without a backup is replicated once created)")
 	f.StringVar(&o.exec, "exec", "", "run this command (split into words as a shell would, no shell features) as a child, passing signals on; when it exits, upload what is committed and exit with its status (or give the command after --)")
 	o.serve.AddFlags(f)
 	o.keep.AddFlags(f)
@@ -157,6 +159,10 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 	if err != nil {
 		return err
 	}
+	args, missing, err := o.restoreMissing(ctx, store, args, log)
+	if err != nil {
+		return err
+	}
 	r := replicate.New(store, o.replicateOptions(log))
 	for _, p := range args {
 		if _, err := r.Add(ctx, p, o.name); err != nil {
@@ -193,6 +199,7 @@ func runWatch(ctx context.Context, g *globals, o *watchOptions, args []string) e
 		defer app.close()
 	}
 	ctx = app.context(ctx)
+	defer waitCreated(ctx, r, missing, log)()
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	trimmed := make(chan struct{})
 	go func() {

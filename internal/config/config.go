@@ -57,6 +57,7 @@ type Config struct {
 	SpoolMax         *string // a size such as 2GiB; the command validates it
 	LeaseTTL         *time.Duration
 	Takeover         *bool
+	RestoreIfMissing *bool // as `walsync watch --restore-if-missing`
 
 	LogLevel  string // debug, info, warn or error; "" if not set
 	LogFormat string // text or json; "" if not set
@@ -298,6 +299,8 @@ func (d *decoder) walsync(c *Config, top []pair) {
 			c.LeaseTTL = d.duration(p.val, p.field, time.Minute, "at least 1m")
 		case "takeover":
 			c.Takeover = d.boolean(p.val, p.field)
+		case "restore-if-missing":
+			c.RestoreIfMissing = d.boolean(p.val, p.field)
 		case "log":
 			for _, q := range d.pairs(p.val, p.field) {
 				switch q.key {

@@ -283,3 +283,27 @@ func TestAliasBomb(t *testing.T) {
 		t.Fatalf("err = %v, want too many aliases", err)
 	}
 }
+
+// TestRestoreIfMissing: the top-level restore-if-missing key is a boolean,
+// nil when absent.
+func TestRestoreIfMissing(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		c, err := Parse("w.yml", []byte("restore-if-missing: true\ndatabases: [{path: /a.db}]\n"), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.RestoreIfMissing == nil || !*c.RestoreIfMissing {
+			t.Errorf("RestoreIfMissing = %v, want true", c.RestoreIfMissing)
+		}
+		c, err = Parse("w.yml", []byte("databases: [{path: /a.db}]\n"), Options{})
+		if err != nil || c.RestoreIfMissing != nil {
+			t.Errorf("RestoreIfMissing = %v, %v; want nil when absent", c.RestoreIfMissing, err)
+		}
+	})
+	t.Run("ErrNotBool", func(t *testing.T) {
+		_, err := Parse("w.yml", []byte("restore-if-missing: maybe\ndatabases: [{path: /a.db}]\n"), Options{})
+		if got, want := fmt.Sprint(err), `w.yml:1: restore-if-missing: "maybe" is not true or false`; got != want {
+			t.Errorf("error %q, want %q", got, want)
+		}
+	})
+}
