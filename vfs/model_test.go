@@ -177,6 +177,9 @@ func TestModelVFS(t *testing.T) {
 	r.SyncInterval = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond}[rng.IntN(3)]
 	snapshots := []time.Duration{24 * time.Hour, 3 * time.Second}[rng.IntN(2)]
 	app := &modelApp{t: t, rng: rng.IntN, opts: replicate.Options{SyncInterval: r.SyncInterval, SnapshotInterval: snapshots}}
+	if iv, l0, keep := r.Compaction(); iv != nil {
+		app.opts.CompactionIntervals, app.opts.L0Retention, app.opts.Retention = iv, l0, keep
+	}
 	target := "file"
 	if rng.IntN(3) == 0 {
 		target = "s3"

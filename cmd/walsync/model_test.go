@@ -92,6 +92,13 @@ func runWatchModel(t *testing.T, target string, short time.Duration) {
 	args := []string{"-b", url, "--sync-interval", r.SyncInterval.String(),
 		"--checkpoint-frames", strconv.Itoa(r.CheckpointFrames), "--snapshot-interval", snapshots.String(),
 		"--spool-dir", scratch}
+	if iv, l0, keep := r.Compaction(); iv != nil {
+		var parts []string
+		for _, d := range iv {
+			parts = append(parts, d.String())
+		}
+		args = append(args, "--compaction-intervals", strings.Join(parts, ","), "--l0-retention", l0.String(), "--retention", keep.String())
+	}
 	name := strings.TrimPrefix(r.DB, "/")
 	if dirMode {
 		args = append(args, "--dir", dataDir, "--pattern", "*.db")

@@ -154,6 +154,23 @@ func (r *Runner) Logf(format string, args ...any) {
 // Init seeds the run (with -model.seed, or a new random seed that it
 // logs) and returns its random source, from which the test may draw its
 // configuration. CreateDB calls it if the test did not.
+// Compaction picks, from a stream of its own (so that a seed's steps do
+// not depend on it), the compaction and retention of the run: half the
+// seeds compact fast (levels at 1 s, 2 s and 4 s, segments deleted 2 s
+// after a level-1 file covers them, restore points kept 1 minute) so
+// that deletions race the live restores; the others run the defaults.
+// It returns the intervals (nil: the defaults), the segment retention and
+// the retention.
+func (r *Runner) Compaction() (intervals []time.Duration, l0, keep time.Duration) {
+	rng := rand.New(rand.NewPCG(r.Cfg.Seed, 0xc0))
+	if rng.IntN(2) == 0 {
+		return nil, 0, 0
+	}
+	intervals = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}
+	r.Logf("compaction %v, l0-retention 2s, retention 1m", intervals)
+	return intervals, 2 * time.Second, time.Minute
+}
+
 func (r *Runner) Init() *rand.Rand {
 	r.T.Helper()
 	if r.rng != nil {
