@@ -103,7 +103,7 @@ func openCursor(g fetched, idx int, prev uint32) (*cursor, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec := ltx.NewDecoder(bufio.NewReaderSize(f, mergeReadBuffer))
+	dec := ltx.NewDecoder(newFrameGuard(bufio.NewReaderSize(f, mergeReadBuffer)))
 	dec.SetRetainPageIndex(false)
 	if err := dec.DecodeHeader(); err != nil {
 		f.Close()

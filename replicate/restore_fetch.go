@@ -78,9 +78,11 @@ func (b *countedBody) Close() error {
 }
 
 // fetched is one file of a plan, downloaded into a temporary file and
-// verified on its own: SHA-256, LTX checksums, header TXIDs equal to the
-// key, pages in ascending order, agreement with its peers. What depends on
-// the files before it is checked by the chain pass and the merge.
+// verified on its own: SHA-256, header TXIDs equal to the key, agreement
+// with its peers, and for all but big objects LTX checksums and pages in
+// ascending order (the merge checks these again as it decodes). What
+// depends on the files before it is checked by the chain pass and the
+// merge.
 type fetched struct {
 	lf   ltxFile
 	path string
@@ -138,9 +140,11 @@ func (f *fetcher) fetch(ctx context.Context, i int, lf ltxFile) (fetched, error)
 	}
 	defer file.Close()
 	if lf.size > bigObjectSize {
+		// The LTX checksums of a big object are verified by the merge,
+		// which decodes it anyway: one pass over it instead of two.
 		err = f.downloadParts(ctx, file, lf)
 		if err == nil {
-			got.hdr, got.tr, err = verifyLTX(ctx, io.NewSectionReader(file, 0, lf.size), lf)
+			got.hdr, got.tr, err = readEnds(file, lf)
 		}
 	} else {
 		// The object is decoded as it arrives; objectReader resumes a
@@ -215,10 +219,11 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // downloadParts downloads a big object as range GETs of partSize bytes in
-// parallel into file, then verifies the SHA-256 of the whole file against
+// parallel into file and verifies the SHA-256 of the whole file against
 // the one stored with the object (range GETs are not verified by the
-// store). An object stored without one is covered by the LTX checksum
-// only, as for a resumed read.
+// store), hashing each part as soon as the parts before it are in. An
+// object stored without one is covered by the LTX checksum only, as for a
+// resumed read.
 func (f *fetcher) downloadParts(ctx context.Context, file *os.File, lf ltxFile) error {
 	info, err := f.store.Head(ctx, lf.key)
 	if err != nil {
@@ -227,33 +232,104 @@ func (f *fetcher) downloadParts(ctx context.Context, file *os.File, lf ltxFile) 
 	if info.Size != lf.size {
 		return fmt.Errorf("%s: object has %d bytes, the listing %d", lf.key, info.Size, lf.size)
 	}
+	nparts := int((lf.size + partSize - 1) / partSize)
+	in := make([]chan struct{}, nparts)
+	for i := range in {
+		in[i] = make(chan struct{})
+	}
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	hashed := make(chan hashResult, 1)
+	go func() { hashed <- hashParts(hctx, file, lf.size, in) }()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(f.concurrency)
-	for off := int64(0); off < lf.size; off += partSize {
+	for i := range nparts {
 		if gctx.Err() != nil {
 			break
 		}
+		off := int64(i) * partSize
 		n := min(partSize, lf.size-off)
-		g.Go(func() error { return f.downloadPart(gctx, file, lf.key, off, n) })
+		g.Go(func() error {
+			if err := f.downloadPart(gctx, file, lf.key, off, n); err != nil {
+				return err
+			}
+			close(in[i])
+			return nil
+		})
 	}
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	if err != nil {
+		hcancel()
+	}
+	h := <-hashed
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil && h.err != nil {
+		err = fmt.Errorf("%s: %w", lf.key, h.err)
+	}
+	if err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	want, ok := info.Metadata[MetaSHA256]
-	if !ok {
-		return nil
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(file, 0, lf.size)); err != nil {
-		return fmt.Errorf("%s: %w", lf.key, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return fmt.Errorf("%s: %w (ranged read: sha256 %s, stored %s)", lf.key, ErrChecksum, got, want)
+	if want, ok := info.Metadata[MetaSHA256]; ok && h.sum != want {
+		return fmt.Errorf("%s: %w (ranged read: sha256 %s, stored %s)", lf.key, ErrChecksum, h.sum, want)
 	}
 	return nil
+}
+
+type hashResult struct {
+	sum string
+	err error
+}
+
+// hashParts returns the SHA-256 of the size bytes of file, reading each
+// part once in[i] is closed. It stops when ctx is done.
+func hashParts(ctx context.Context, file *os.File, size int64, in []chan struct{}) hashResult {
+	h := sha256.New()
+	for i, ch := range in {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return hashResult{err: ctx.Err()}
+		}
+		off := int64(i) * partSize
+		if _, err := io.Copy(h, io.NewSectionReader(file, off, min(partSize, size-off))); err != nil {
+			return hashResult{err: err}
+		}
+	}
+	return hashResult{sum: hex.EncodeToString(h.Sum(nil))}
+}
+
+// readEnds reads the header and the trailer of a downloaded file. They
+// are not verified yet (the merge verifies the file checksum, which
+// covers both): the header only steers the chain checks, which refuse or
+// pass a file before any of it is applied, and the trailer is compared.
+func readEnds(file *os.File, lf ltxFile) (ltx.Header, ltx.Trailer, error) {
+	var hdr ltx.Header
+	var tr ltx.Trailer
+	b := make([]byte, max(ltx.HeaderSize, ltx.TrailerSize))
+	if lf.size < ltx.HeaderSize+ltx.TrailerSize {
+		return hdr, tr, fmt.Errorf("%s: %d bytes is too short for an LTX file", lf.key, lf.size)
+	}
+	if _, err := file.ReadAt(b[:ltx.HeaderSize], 0); err != nil {
+		return hdr, tr, fmt.Errorf("%s: %w", lf.key, err)
+	}
+	if err := hdr.UnmarshalBinary(b[:ltx.HeaderSize]); err != nil {
+		return hdr, tr, fmt.Errorf("%s: %w", lf.key, err)
+	}
+	if err := hdr.Validate(); err != nil {
+		return hdr, tr, fmt.Errorf("%s: %w", lf.key, err)
+	}
+	if err := checkHeaderKey(lf, hdr); err != nil {
+		return hdr, tr, err
+	}
+	if _, err := file.ReadAt(b[:ltx.TrailerSize], lf.size-ltx.TrailerSize); err != nil {
+		return hdr, tr, fmt.Errorf("%s: %w", lf.key, err)
+	}
+	if err := tr.UnmarshalBinary(b[:ltx.TrailerSize]); err != nil {
+		return hdr, tr, fmt.Errorf("%s: %w", lf.key, err)
+	}
+	return hdr, tr, nil
 }
 
 // downloadPart copies bytes off..off+n of key into file at the same
