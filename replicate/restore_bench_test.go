@@ -25,14 +25,47 @@ import (
 	"github.com/walsync/walsync/replicate"
 )
 
-// restoreLatency is the latency latencyStore adds to every request.
-var restoreLatency = flag.Duration("restore-latency", 20*time.Millisecond, "latency of each request in the restore benchmarks")
+// Flags of the restore benchmarks: the latency latencyStore adds to every
+// request, and the bandwidth of one GET body (0: unlimited).
+var (
+	restoreLatency   = flag.Duration("restore-latency", 20*time.Millisecond, "latency of each request in the restore benchmarks")
+	restoreBandwidth = flag.Int("restore-stream-mbps", 0, "bandwidth of one GET body in the restore benchmarks, MB/s (0: unlimited)")
+)
 
 // latencyStore adds a fixed latency to every request, as an S3 round trip
-// does (the first byte of a GET arrives after it).
+// does (the first byte of a GET arrives after it), and limits each GET
+// body to bw bytes per second if bw > 0, as one S3 connection is.
 type latencyStore struct {
 	replicate.Storage
-	d time.Duration
+	d  time.Duration
+	bw int64
+}
+
+func newLatencyStore(s replicate.Storage) latencyStore {
+	return latencyStore{Storage: s, d: *restoreLatency, bw: int64(*restoreBandwidth) * 1e6}
+}
+
+// throttled is a GET body read at most bw bytes per second.
+type throttled struct {
+	io.ReadCloser
+	ctx   context.Context
+	bw    int64
+	start time.Time
+	n     int64
+}
+
+func (r *throttled) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.n += int64(n)
+	if ahead := time.Duration(r.n*int64(time.Second)/r.bw) - time.Since(r.start); ahead > 0 {
+		t := time.NewTimer(ahead)
+		select {
+		case <-r.ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return n, err
 }
 
 func (s latencyStore) wait(ctx context.Context) error {
@@ -50,7 +83,11 @@ func (s latencyStore) Get(ctx context.Context, key string, off, n int64) (io.Rea
 	if err := s.wait(ctx); err != nil {
 		return nil, err
 	}
-	return s.Storage.Get(ctx, key, off, n)
+	rc, err := s.Storage.Get(ctx, key, off, n)
+	if err != nil || s.bw <= 0 {
+		return rc, err
+	}
+	return &throttled{ReadCloser: rc, ctx: ctx, bw: s.bw, start: time.Now()}, nil
 }
 
 func (s latencyStore) Head(ctx context.Context, key string) (replicate.ObjectInfo, error) {
@@ -174,7 +211,8 @@ func benchHistory(b *testing.B, store replicate.Storage, dbPages uint32, counts,
 }
 
 // BenchmarkRestore restores a history through a store that adds
-// -restore-latency (20 ms) to every request: a snapshot and 300 segments,
+// -restore-latency (20 ms) to every request (and limits each GET body to
+// -restore-stream-mbps): a snapshot and 300 segments,
 // and a compacted day's newest state (a snapshot, 24 L3, 11 L2, 9 L1 and
 // 30 L0 files), each over an 8 MiB database (2,048 pages of 4 KiB).
 func BenchmarkRestore(b *testing.B) {
@@ -188,14 +226,14 @@ func BenchmarkRestore(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			mem := memstore.New()
 			benchHistory(b, mem, 2048, c.counts, c.spans)
-			benchRestore(b, latencyStore{Storage: mem, d: *restoreLatency})
+			benchRestore(b, newLatencyStore(mem))
 		})
 	}
 }
 
 // BenchmarkRestoreBig restores one 256 MiB snapshot (65,536 incompressible
-// pages) from a local-directory store with -restore-latency per request,
-// and reports the peak RSS and the peak heap in use during the restore.
+// pages) from a local-directory store with -restore-latency per request
+// (and -restore-stream-mbps per GET body), and reports the peak RSS and the peak heap in use during the restore.
 func BenchmarkRestoreBig(b *testing.B) {
 	dir := b.TempDir()
 	store, err := dirstore.Open(filepath.Join(dir, "store"))
@@ -228,7 +266,7 @@ func BenchmarkRestoreBig(b *testing.B) {
 	if err := store.Put(context.Background(), benchKey(9, 1, 1), f, size, nil); err != nil {
 		b.Fatal(err)
 	}
-	benchRestore(b, latencyStore{Storage: store, d: *restoreLatency})
+	benchRestore(b, newLatencyStore(store))
 }
 
 // benchRestore restores "db" from store at each iteration and reports the
