@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"iter"
 	"os"
 	"path/filepath"
 	"strings"
@@ -202,4 +203,35 @@ func TestRestoreRefusedLeavesNothing(t *testing.T) {
 			t.Errorf("output directory holds %v", ents)
 		}
 	})
+}
+
+// shortListStore lists every object 10 bytes smaller than it is, as a
+// hostile target may.
+type shortListStore struct{ Storage }
+
+func (s shortListStore) List(ctx context.Context, prefix, startAfter string) iter.Seq2[ObjectInfo, error] {
+	return func(yield func(ObjectInfo, error) bool) {
+		for o, err := range s.Storage.List(ctx, prefix, startAfter) {
+			o.Size -= 10
+			if !yield(o, err) {
+				return
+			}
+		}
+	}
+}
+
+// TestRestoreListedSize: an object larger than the listing says is
+// refused, naming it, instead of filling the temporary disk the restore
+// checked against the listing.
+func TestRestoreListedSize(t *testing.T) {
+	h := newHistory(6, 5)
+	mem, _ := h.store(t, historyLayouts()[0].layout[:5])
+	dir := t.TempDir()
+	_, err := Restore(t.Context(), shortListStore{mem}, "db", filepath.Join(dir, "out.db"), RestoreOptions{Check: IntegrityNone})
+	if err == nil || !strings.Contains(err.Error(), "bytes listed") || !strings.Contains(err.Error(), "db/") {
+		t.Fatalf("Restore: %v, want a refusal naming an object larger than listed", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("output directory holds %v", ents)
+	}
 }
