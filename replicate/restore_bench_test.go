@@ -149,8 +149,9 @@ func benchKey(level int, lo, hi ltx.TXID) string {
 // benchHistory puts into store a snapshot (TXID 1) of dbPages pages, then
 // per level (3, 2, 1, 0) counts[i] files of spans[i] TXIDs each, one after
 // another; every TXID rewrites 8 random pages. Compacted files are made
-// from their segments with ltx.Compactor.
-func benchHistory(b *testing.B, store replicate.Storage, dbPages uint32, counts, spans [4]int) {
+// from their segments with ltx.Compactor; allL0 also stores the segments
+// they were made from (as before retention deletes them).
+func benchHistory(b *testing.B, store replicate.Storage, dbPages uint32, counts, spans [4]int, allL0 bool) {
 	ctx := context.Background()
 	put := func(key string, data []byte) {
 		if err := store.Put(ctx, key, bytes.NewReader(data), int64(len(data)), nil); err != nil {
@@ -192,7 +193,11 @@ func benchHistory(b *testing.B, store replicate.Storage, dbPages uint32, counts,
 			} else {
 				var rdrs []io.Reader
 				for t := lo; t <= hi; t++ {
-					rdrs = append(rdrs, bytes.NewReader(segment(t)))
+					seg := segment(t)
+					if allL0 {
+						put(benchKey(0, t, t), seg)
+					}
+					rdrs = append(rdrs, bytes.NewReader(seg))
 				}
 				var buf bytes.Buffer
 				c, err := ltx.NewCompactor(&buf, rdrs)
@@ -212,21 +217,31 @@ func benchHistory(b *testing.B, store replicate.Storage, dbPages uint32, counts,
 
 // BenchmarkRestore restores a history through a store that adds
 // -restore-latency (20 ms) to every request (and limits each GET body to
-// -restore-stream-mbps): a snapshot and 300 segments,
-// and a compacted day's newest state (a snapshot, 24 L3, 11 L2, 9 L1 and
-// 30 L0 files), each over an 8 MiB database (2,048 pages of 4 KiB).
+// -restore-stream-mbps): a snapshot and 300 segments, and a compacted
+// day's newest state (a snapshot, 24 L3, 11 L2, 9 L1 and 30 L0 files),
+// each over an 8 MiB database (2,048 pages of 4 KiB). "Timestamp" is the
+// same day with every segment still stored, restored as of the newest
+// segment's time: the finest chain is then 353 segments.
 func BenchmarkRestore(b *testing.B) {
+	day := [2][4]int{{24, 11, 9, 30}, {12, 6, 3, 1}}
 	for _, c := range []struct {
 		name          string
 		counts, spans [4]int
+		allL0         bool
+		ts            bool
 	}{
-		{"Snapshot+300L0", [4]int{0, 0, 0, 300}, [4]int{1, 1, 1, 1}},
-		{"Snapshot+24L3+11L2+9L1+30L0", [4]int{24, 11, 9, 30}, [4]int{12, 6, 3, 1}},
+		{"Snapshot+300L0", [4]int{0, 0, 0, 300}, [4]int{1, 1, 1, 1}, false, false},
+		{"Snapshot+24L3+11L2+9L1+30L0", day[0], day[1], false, false},
+		{"Timestamp", day[0], day[1], true, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			mem := memstore.New()
-			benchHistory(b, mem, 2048, c.counts, c.spans)
-			benchRestore(b, newLatencyStore(mem))
+			benchHistory(b, mem, 2048, c.counts, c.spans, c.allL0)
+			var opts replicate.RestoreOptions
+			if c.ts {
+				opts.Timestamp = time.UnixMilli(1_800_000_000_000)
+			}
+			benchRestore(b, newLatencyStore(mem), opts)
 		})
 	}
 }
@@ -266,14 +281,14 @@ func BenchmarkRestoreBig(b *testing.B) {
 	if err := store.Put(context.Background(), benchKey(9, 1, 1), f, size, nil); err != nil {
 		b.Fatal(err)
 	}
-	benchRestore(b, newLatencyStore(store))
+	benchRestore(b, newLatencyStore(store), replicate.RestoreOptions{})
 }
 
 // benchRestore restores "db" from store at each iteration and reports the
 // files restored, the peak RSS of the process (the store included when it
 // is in memory) and the peak growth of the heap in use over the heap before
 // the restore.
-func benchRestore(b *testing.B, store replicate.Storage) {
+func benchRestore(b *testing.B, store replicate.Storage, opts replicate.RestoreOptions) {
 	out := filepath.Join(b.TempDir(), "out.db")
 	var peakRSS, peakHeap uint64
 	var res replicate.RestoreResult
@@ -286,7 +301,8 @@ func benchRestore(b *testing.B, store replicate.Storage) {
 		var heap uint64
 		stop := samplePeakHeap(&heap)
 		var err error
-		res, err = replicate.Restore(context.Background(), store, "db", out, replicate.RestoreOptions{Force: true, Check: replicate.IntegrityNone})
+		opts.Force, opts.Check = true, replicate.IntegrityNone
+		res, err = replicate.Restore(context.Background(), store, "db", out, opts)
 		stop()
 		if err != nil {
 			b.Fatal(err)
