@@ -140,7 +140,7 @@ func BenchmarkApplyFile(b *testing.B) {
 				b.Fatal(err)
 			}
 			store := memstore.New()
-			lf := ltxFile{level: SegmentLevel, minTXID: 1, maxTXID: 1, key: ltxKey("bench.db", SegmentLevel, 1, 1)}
+			lf := ltxFile{level: SegmentLevel, minTXID: 1, maxTXID: 1, key: ltxKey("bench.db", SegmentLevel, 1, 1), size: int64(seg.Len())}
 			if err := store.Put(ctx, lf.key, bytes.NewReader(seg.Bytes()), int64(seg.Len()), nil); err != nil {
 				b.Fatal(err)
 			}

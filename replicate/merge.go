@@ -56,7 +56,7 @@ func mergeFiles(ctx context.Context, out *os.File, files []fetched, prevs []uint
 	}
 	heap.Init(&h)
 	limit := files[len(files)-1].hdr.Commit
-	w := runWriter{f: out, buf: make([]byte, 0, mergeWriteBuffer)}
+	w := runWriter{f: out, buf: make([]byte, 0, min(mergeWriteBuffer, int64(limit)*int64(pageSize)))}
 	for n := 0; len(h) > 0; n++ {
 		if n%1024 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -189,6 +189,10 @@ type runWriter struct {
 }
 
 func (w *runWriter) write(off int64, page []byte) error {
+	if len(page) > cap(w.buf) {
+		_, err := w.f.WriteAt(page, off)
+		return err
+	}
 	if len(w.buf) > 0 && (off != w.off+int64(len(w.buf)) || len(w.buf)+len(page) > cap(w.buf)) {
 		if err := w.flush(); err != nil {
 			return err

@@ -150,7 +150,7 @@ func (f *fetcher) fetch(ctx context.Context, i int, lf ltxFile) (fetched, error)
 		// The object is decoded as it arrives; objectReader resumes a
 		// failed read and the store verifies the SHA-256 at EOF.
 		rc := newObjectReader(ctx, f.store, lf.key, lf.size)
-		w := &countingWriter{w: file, n: &f.written, limit: lf.size, key: lf.key}
+		w := &countingWriter{w: file, n: &f.written, limit: lf.size}
 		got.hdr, got.tr, err = verifyLTX(ctx, io.TeeReader(rc, w), lf)
 		rc.Close()
 	}
@@ -208,19 +208,18 @@ func verifyLTX(ctx context.Context, r io.Reader, lf ltxFile) (ltx.Header, ltx.Tr
 }
 
 // countingWriter counts the bytes written through it, and refuses more
-// than the size the listing gave the object key: the temporary disk a
+// than limit, the size the listing gave the object: the temporary disk a
 // restore takes is checked against the listing's sizes.
 type countingWriter struct {
 	w     io.Writer
 	n     *atomic.Int64
 	limit int64
 	done  int64
-	key   string
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	if c.done+int64(len(p)) > c.limit {
-		return 0, fmt.Errorf("%s: object has more than the %d bytes listed", c.key, c.limit)
+		return 0, fmt.Errorf("object has more than the %d bytes listed", c.limit)
 	}
 	n, err := c.w.Write(p)
 	c.done += int64(n)
