@@ -95,11 +95,16 @@ var (
 )
 
 // Restore rebuilds the database name from store into the file output: the
-// newest snapshot at or before the target plus the contiguous segments after
-// it, each verified (SHA-256 of the object, LTX checksum, contiguity, page
-// size), then an integrity check. The database is written to a temporary
-// file (mode 0600) in the output's directory, fsynced and renamed into
-// place, so output is either the complete restored database or untouched.
+// newest snapshot at or before the target plus the fewest files (segments
+// or compacted files) that continue it to exactly the target. The files
+// are downloaded in parallel (at most opts.Concurrency GETs at once) into
+// a temporary directory next to output, each verified (SHA-256 of the
+// object, LTX checksum, contiguity, page size, peers), then merged by page
+// number so that each page is written once, then an integrity check. The
+// database is written to a temporary file (mode 0600) in the output's
+// directory, fsynced and renamed into place, so output is either the
+// complete restored database or untouched, and the temporary files are
+// removed whatever happens.
 func Restore(ctx context.Context, store Storage, name, output string, opts RestoreOptions) (RestoreResult, error) {
 	log := opts.Logger
 	if log == nil {
