@@ -235,3 +235,42 @@ func TestRestoreListedSize(t *testing.T) {
 		t.Errorf("output directory holds %v", ents)
 	}
 }
+
+// TestRestoreRemovesStaleDirs: the download directory a killed restore
+// left is removed by the next restore in the same directory once it is a
+// minute old, with what it holds; one that a running restore holds is
+// kept, however old.
+func TestRestoreRemovesStaleDirs(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-2 * staleTempAge)
+	out := filepath.Join(dir, "app.db")
+	stale, err := createRestoreDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := createRestoreDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.remove()
+	for _, d := range []*restoreDir{stale, held} {
+		if err := os.WriteFile(filepath.Join(d.path, "000000.ltx"), []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(d.path, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stale.lock.Close() // killed: the lock is gone, the directory stays
+	h := newHistory(7, 3)
+	mem, _ := h.store(t, historyLayouts()[0].layout[:3])
+	if _, err := Restore(t.Context(), mem, "db", out, RestoreOptions{Check: IntegrityNone}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale.path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale download directory: %v, want it removed", err)
+	}
+	if _, err := os.Stat(filepath.Join(held.path, "000000.ltx")); err != nil {
+		t.Errorf("download directory of a running restore: %v, want it kept", err)
+	}
+}
