@@ -118,9 +118,9 @@ func BenchmarkEncodeSegment(b *testing.B) {
 	}
 }
 
-// BenchmarkApplyFile measures restore: reading one encoded segment from a
-// Storage, verifying it and writing its pages into the output file (bytes
-// are page bytes written).
+// BenchmarkApplyFile measures restore: downloading one encoded segment
+// from a Storage into a temporary file, verifying it and merging its pages
+// into the output file (bytes are page bytes written).
 func BenchmarkApplyFile(b *testing.B) {
 	ctx := context.Background()
 	ts := time.Unix(1_700_000_000, 0)
@@ -140,7 +140,7 @@ func BenchmarkApplyFile(b *testing.B) {
 				b.Fatal(err)
 			}
 			store := memstore.New()
-			lf := ltxFile{level: SegmentLevel, minTXID: 1, maxTXID: 1, key: ltxKey("bench.db", SegmentLevel, 1, 1)}
+			lf := ltxFile{level: SegmentLevel, minTXID: 1, maxTXID: 1, key: ltxKey("bench.db", SegmentLevel, 1, 1), size: int64(seg.Len())}
 			if err := store.Put(ctx, lf.key, bytes.NewReader(seg.Bytes()), int64(seg.Len()), nil); err != nil {
 				b.Fatal(err)
 			}
@@ -149,16 +149,20 @@ func BenchmarkApplyFile(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer f.Close()
-			var buf []byte
+			dir := b.TempDir()
 			b.ReportAllocs()
 			b.SetBytes(int64(len(scan.pages)) * benchPageSize)
 			for b.Loop() {
-				var s chainState
-				h, _, err := applyFile(ctx, store, f, lf, &s, &buf)
+				fe := &fetcher{store: newRestoreStore(store, 1), dir: dir, concurrency: 1}
+				got, err := fe.fetch(ctx, 0, lf)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if h.Commit != uint32(sz.pages) {
+				if err := mergeFiles(ctx, f, []fetched{got}, []uint32{0}); err != nil {
+					b.Fatal(err)
+				}
+				os.Remove(got.path)
+				if h := got.hdr; h.Commit != uint32(sz.pages) {
 					b.Fatalf("commit = %d, want %d", h.Commit, sz.pages)
 				}
 			}

@@ -85,7 +85,7 @@ func nextMilli(t time.Time) {
 	}
 }
 
-func keysOf(files []ltxFile) []string {
+func fileKeys(files []ltxFile) []string {
 	var out []string
 	for _, f := range files {
 		out = append(out, strings.TrimPrefix(f.key, "db/"))
@@ -117,10 +117,10 @@ func TestCompactionLevels(t *testing.T) {
 	}
 	by := f.files()
 	if len(by[0]) != 5 || len(by[1]) != 1 || len(by[2]) != 1 || len(by[3]) != 1 {
-		t.Fatalf("after the first compaction: L0 %v L1 %v L2 %v L3 %v", keysOf(by[0]), keysOf(by[1]), keysOf(by[2]), keysOf(by[3]))
+		t.Fatalf("after the first compaction: L0 %v L1 %v L2 %v L3 %v", fileKeys(by[0]), fileKeys(by[1]), fileKeys(by[2]), fileKeys(by[3]))
 	}
 	if by[1][0].minTXID != by[0][0].minTXID || by[1][0].maxTXID != by[0][4].maxTXID {
-		t.Fatalf("L1 %v does not cover L0 %v", keysOf(by[1]), keysOf(by[0]))
+		t.Fatalf("L1 %v does not cover L0 %v", fileKeys(by[1]), fileKeys(by[0]))
 	}
 	last := f.restoreAt(RestoreOptions{})
 	if last != f.d.TXID() {
@@ -136,12 +136,12 @@ func TestCompactionLevels(t *testing.T) {
 		f.r.comp.runDue(f.ctx)
 		by = f.files()
 		if len(by[1]) != 2+round {
-			t.Fatalf("round %d: L1 %v", round, keysOf(by[1]))
+			t.Fatalf("round %d: L1 %v", round, fileKeys(by[1]))
 		}
 	}
 	by = f.files()
 	if len(by[2]) < 2 {
-		t.Fatalf("L2 %v: want a second file at the 2-minute boundary", keysOf(by[2]))
+		t.Fatalf("L2 %v: want a second file at the 2-minute boundary", fileKeys(by[2]))
 	}
 	// Segments are older than L0Retention now: all compacted ones go but
 	// the newest.
@@ -149,7 +149,7 @@ func TestCompactionLevels(t *testing.T) {
 	f.r.comp.runDue(f.ctx)
 	by = f.files()
 	if len(by[0]) != 1 || by[0][0].maxTXID != f.d.TXID() {
-		t.Fatalf("L0 after retention: %v, want the newest only (TXID %s)", keysOf(by[0]), f.d.TXID())
+		t.Fatalf("L0 after retention: %v, want the newest only (TXID %s)", fileKeys(by[0]), f.d.TXID())
 	}
 	if got := by[3][len(by[3])-1].maxTXID; got != f.d.TXID() {
 		t.Fatalf("L3 ends at %s, want %s", got, f.d.TXID())
@@ -207,7 +207,7 @@ func TestRetentionKeepsWindow(t *testing.T) {
 	f.commit(1)
 	snaps := f.files()[SnapshotLevel]
 	if len(snaps) != 3 {
-		t.Fatalf("snapshots %v, want 3", keysOf(snaps))
+		t.Fatalf("snapshots %v, want 3", fileKeys(snaps))
 	}
 	// Compactions and segment deletions first, then the restore points
 	// the target holds are known.
@@ -235,7 +235,7 @@ func TestRetentionKeepsWindow(t *testing.T) {
 
 	by := f.files()
 	if got := by[SnapshotLevel]; len(got) != 2 || got[0].maxTXID != snaps[1].maxTXID {
-		t.Fatalf("snapshots after retention: %v, want the base %s and the newest", keysOf(got), snaps[1].key)
+		t.Fatalf("snapshots after retention: %v, want the base %s and the newest", fileKeys(got), snaps[1].key)
 	}
 	for l := range SnapshotLevel {
 		for _, lf := range by[l] {
@@ -303,7 +303,7 @@ func TestL0KeepsUncompacted(t *testing.T) {
 		}
 	}
 	if len(above) != 4 {
-		t.Fatalf("segments after level 1's TXID %s: %v, want the 4 not compacted yet", top, keysOf(by[0]))
+		t.Fatalf("segments after level 1's TXID %s: %v, want the 4 not compacted yet", top, fileKeys(by[0]))
 	}
 	for txid := range f.dumps {
 		if txid > top {
@@ -409,7 +409,7 @@ func TestCompactionAfterRestart(t *testing.T) {
 	}
 	by := f.files()
 	if len(by[1]) != 1 || by[1][0].minTXID != by[0][0].minTXID || by[1][0].maxTXID != f.d.TXID() {
-		t.Fatalf("L1 %v, want one file covering L0 %v", keysOf(by[1]), keysOf(by[0]))
+		t.Fatalf("L1 %v, want one file covering L0 %v", fileKeys(by[1]), fileKeys(by[0]))
 	}
 	f.restoreAt(RestoreOptions{})
 }

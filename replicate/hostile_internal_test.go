@@ -225,8 +225,23 @@ func hostileCases(t testing.TB) []hostileCase {
 
 // TestRestoreHostile restores each crafted backup: a hostile one is
 // refused with one line naming the object (or the reason), no output file
-// and no temporary file left, and no page-count-sized allocation.
+// and no temporary file left, and no page-count-sized allocation. Each
+// runs with whole-object GETs and with every object downloaded in ranged
+// parts (verified by the merge instead of as it arrives).
 func TestRestoreHostile(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		big  int64
+	}{{"Whole", bigObjectSize}, {"Ranged", 16}} {
+		t.Run(mode.name, func(t *testing.T) {
+			defer func(b, p int64) { bigObjectSize, partSize = b, p }(bigObjectSize, partSize)
+			bigObjectSize, partSize = mode.big, 64
+			testRestoreHostile(t)
+		})
+	}
+}
+
+func testRestoreHostile(t *testing.T) {
 	for _, c := range hostileCases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			store := memstore.New()

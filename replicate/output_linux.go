@@ -57,9 +57,10 @@ func isRestoreTemp(name string) (string, bool) {
 }
 
 // removeStaleTemps removes the temporary files that killed restores left in
-// dir: files named as [createRestoreTemp] names them, regular, not modified
-// for [staleTempAge] and not locked by a running restore. It returns the
-// names removed.
+// dir: files named as [createRestoreTemp] names them and download
+// directories named as [createRestoreDir] names them, not modified for
+// [staleTempAge] and not locked by a running restore. It returns the names
+// removed.
 func removeStaleTemps(dir string, now time.Time) []string {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -68,7 +69,7 @@ func removeStaleTemps(dir string, now time.Time) []string {
 	var removed []string
 	for _, e := range ents {
 		main, ok := isRestoreTemp(e.Name())
-		if !ok || !e.Type().IsRegular() {
+		if !ok || !(e.Type().IsRegular() || e.IsDir()) {
 			continue
 		}
 		fi, err := e.Info()
@@ -78,7 +79,7 @@ func removeStaleTemps(dir string, now time.Time) []string {
 		if !tempUnlocked(filepath.Join(dir, main)) {
 			continue
 		}
-		if os.Remove(filepath.Join(dir, e.Name())) == nil {
+		if os.RemoveAll(filepath.Join(dir, e.Name())) == nil {
 			removed = append(removed, e.Name())
 		}
 	}

@@ -162,10 +162,14 @@ func (t *timestamps) of(f ltxFile) (time.Time, error) {
 	return ts, nil
 }
 
-// planTime returns the files to apply for the state as of ts: the newest
-// snapshot created at or before ts, then the longest prefix of the
-// finest chain after it whose files were created at or before ts. It reads
-// the header of each snapshot and O(log n) segment headers.
+// planTime returns the files to apply for the state as of ts. The finest
+// chain after the newest snapshot created at or before ts finds the target:
+// the newest restore point whose file was created at or before ts (the
+// header of each snapshot and O(log n) chain headers are read). The plan is
+// then the fewest files reaching exactly that TXID ([planTXID]), so that a
+// point in a compacted day takes its compacted files, not every segment.
+// Snapshots created after ts are left out: their state may be the same,
+// but the result would report a creation time after ts.
 func planTime(ctx context.Context, store Storage, files []ltxFile, ts time.Time) ([]ltxFile, error) {
 	if len(files) == 0 {
 		return nil, ErrNoBackup
@@ -204,13 +208,20 @@ func planTime(ctx context.Context, store Storage, files []ltxFile, ts time.Time)
 	if searchErr != nil {
 		return nil, searchErr
 	}
-	plan := append([]ltxFile{*snap}, chain[:n]...)
+	target := snap.maxTXID
+	if n > 0 {
+		target = chain[n-1].maxTXID
+	}
 	if n == len(chain) {
-		if err := checkGapBefore(tc, files, plan[len(plan)-1].maxTXID, ts); err != nil {
+		if err := checkGapBefore(tc, files, target, ts); err != nil {
 			return nil, err
 		}
 	}
-	return plan, nil
+	// Every snapshot newer than snap was created after ts.
+	usable := slices.DeleteFunc(slices.Clone(files), func(f ltxFile) bool {
+		return f.level == SnapshotLevel && f.maxTXID > snap.maxTXID
+	})
+	return planTXID(usable, target)
 }
 
 // checkGapBefore refuses a point-in-time plan that ends at TXID end, the

@@ -95,11 +95,16 @@ var (
 )
 
 // Restore rebuilds the database name from store into the file output: the
-// newest snapshot at or before the target plus the contiguous segments after
-// it, each verified (SHA-256 of the object, LTX checksum, contiguity, page
-// size), then an integrity check. The database is written to a temporary
-// file (mode 0600) in the output's directory, fsynced and renamed into
-// place, so output is either the complete restored database or untouched.
+// newest snapshot at or before the target plus the fewest files (segments
+// or compacted files) that continue it to exactly the target. The files
+// are downloaded in parallel (at most opts.Concurrency GETs at once) into
+// a temporary directory next to output, each verified (SHA-256 of the
+// object, LTX checksum, contiguity, page size, peers), then merged by page
+// number so that each page is written once, then an integrity check. The
+// database is written to a temporary file (mode 0600) in the output's
+// directory, fsynced and renamed into place, so output is either the
+// complete restored database or untouched, and the temporary files are
+// removed whatever happens.
 func Restore(ctx context.Context, store Storage, name, output string, opts RestoreOptions) (RestoreResult, error) {
 	log := opts.Logger
 	if log == nil {
@@ -120,7 +125,12 @@ func Restore(ctx context.Context, store Storage, name, output string, opts Resto
 		return RestoreResult{}, fmt.Errorf("restore %s: %w", out, err)
 	}
 
-	files, err := listLTXFiles(ctx, store, name)
+	concurrency := opts.Concurrency
+	if concurrency <= 0 {
+		concurrency = DefaultRestoreConcurrency
+	}
+	rs := newRestoreStore(store, concurrency)
+	files, err := listLTXFiles(ctx, rs, name)
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("restore %s: %w", name, err)
 	}
@@ -129,7 +139,7 @@ func Restore(ctx context.Context, store Storage, name, output string, opts Resto
 	}
 	var plan []ltxFile
 	if !opts.Timestamp.IsZero() {
-		plan, err = planTime(ctx, store, files, opts.Timestamp)
+		plan, err = planTime(ctx, rs, files, opts.Timestamp)
 	} else {
 		plan, err = planTXID(files, opts.TXID)
 	}
@@ -149,7 +159,7 @@ func Restore(ctx context.Context, store Storage, name, output string, opts Resto
 		return RestoreResult{}, fmt.Errorf("restore %s: %w", name, err)
 	}
 	defer removeDB(tmp.Name())
-	res, err := applyPlan(ctx, store, tmp, files, plan)
+	res, err := applyPlan(ctx, rs, tmp, out, files, plan, opts.Progress)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -214,22 +224,49 @@ func checkOutput(out string, force bool) error {
 	return checkNotOpen(out)
 }
 
-// applyPlan verifies and writes the pages of each file of plan, in order,
-// into f, then verifies the result against the database checksum the last
-// file recorded, if any. files is the whole listing, for [checkPeers].
-func applyPlan(ctx context.Context, store Storage, f *os.File, files, plan []ltxFile) (RestoreResult, error) {
-	var s chainState
-	var buf []byte
+// applyPlan downloads the files of plan in parallel into a private
+// directory next to out (each verified on its own as it arrives: SHA-256,
+// LTX checksums, header TXIDs, page order, its peers in files, the whole
+// listing), checks their headers in plan order as one chain (contiguity,
+// page size, database size, free space), merges them into f writing each
+// page once ([mergeFiles], where every page is checked), then verifies the
+// result against the database checksum the last file recorded, if any.
+func applyPlan(ctx context.Context, store *restoreStore, f *os.File, out string, files, plan []ltxFile, progress func(RestoreProgress)) (RestoreResult, error) {
+	var total int64
 	for _, lf := range plan {
-		hdr, tr, err := applyFile(ctx, store, f, lf, &s, &buf)
-		if err != nil {
+		total += lf.size
+	}
+	dir, err := createRestoreDir(out)
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	defer dir.remove()
+	if err := checkDownloadSpace(dir.path, total); err != nil {
+		return RestoreResult{}, err
+	}
+	fe := &fetcher{store: store, files: files, dir: dir.path, concurrency: cap(store.sem)}
+	prog := startProgress(progress, len(plan), total, &fe.nfiles, &fe.written)
+	defer prog.finish(false)
+	got, err := fe.fetchAll(ctx, plan)
+	if err != nil {
+		return RestoreResult{}, err
+	}
+
+	var s chainState
+	prevs := make([]uint32, len(got))
+	for i, g := range got {
+		if err := s.checkHeader(g.lf, g.hdr); err != nil {
 			return RestoreResult{}, err
 		}
-		if err := checkPeers(ctx, store, files, lf, hdr, tr); err != nil {
-			return RestoreResult{}, err
+		if err := checkSpace(f, g.hdr); err != nil {
+			return RestoreResult{}, fmt.Errorf("%s: %w", g.lf.key, err)
 		}
-		s.apply(hdr, tr)
-		if err := f.Truncate(int64(hdr.Commit) * int64(hdr.PageSize)); err != nil {
+		prevs[i] = s.commit
+		s.apply(g.hdr, g.tr)
+	}
+	for lo := 0; lo < len(got); lo += mergeWidth {
+		hi := min(lo+mergeWidth, len(got))
+		if err := mergeFiles(ctx, f, got[lo:hi], prevs[lo:hi]); err != nil {
 			return RestoreResult{}, err
 		}
 	}
@@ -239,63 +276,15 @@ func applyPlan(ctx context.Context, store Storage, f *os.File, files, plan []ltx
 	if err := checkDBChecksum(bufio.NewReaderSize(f, 1<<16), s, plan[len(plan)-1].key); err != nil {
 		return RestoreResult{}, err
 	}
+	if err := dir.remove(); err != nil {
+		return RestoreResult{}, err
+	}
+	prog.finish(true)
 	return RestoreResult{
 		TXID: s.txid, Timestamp: time.UnixMilli(s.timestamp).UTC(), Files: s.files,
 		Pages: s.commit, PageSize: s.pageSize,
+		Bytes: store.bytes.Load(), Requests: int(store.requests.Load()),
 	}, nil
-}
-
-// applyFile downloads one LTX file, checks its header against the chain
-// state s and each page before writing it into f. The whole object is read
-// so that its SHA-256 is verified (also when a failed read was resumed),
-// and the decoder verifies the LTX checksum.
-func applyFile(ctx context.Context, store Storage, f *os.File, lf ltxFile, s *chainState, buf *[]byte) (ltx.Header, ltx.Trailer, error) {
-	rc := newObjectReader(ctx, store, lf.key, lf.size)
-	defer rc.Close()
-	dec := ltx.NewDecoder(newFrameGuard(rc))
-	dec.SetRetainPageIndex(false)
-	if err := dec.DecodeHeader(); err != nil {
-		return ltx.Header{}, ltx.Trailer{}, fmt.Errorf("%s: %w", lf.key, err)
-	}
-	hdr := dec.Header()
-	if err := s.checkHeader(lf, hdr); err != nil {
-		return hdr, ltx.Trailer{}, err
-	}
-	if err := checkSpace(f, hdr); err != nil {
-		return hdr, ltx.Trailer{}, fmt.Errorf("%s: %w", lf.key, err)
-	}
-	if uint32(len(*buf)) != hdr.PageSize {
-		*buf = make([]byte, hdr.PageSize)
-	}
-	pc := newPageCheck(lf.key, hdr, s.commit)
-	var ph ltx.PageHeader
-	for {
-		if err := ctx.Err(); err != nil {
-			return hdr, ltx.Trailer{}, err
-		}
-		err := dec.DecodePage(&ph, *buf)
-		if errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return hdr, ltx.Trailer{}, fmt.Errorf("%s: %w", lf.key, err)
-		}
-		if err := pc.page(ph.Pgno); err != nil {
-			return hdr, ltx.Trailer{}, err
-		}
-		if _, err := f.WriteAt(*buf, int64(ph.Pgno-1)*int64(hdr.PageSize)); err != nil {
-			return hdr, ltx.Trailer{}, err
-		}
-	}
-	if err := pc.done(); err != nil {
-		return hdr, ltx.Trailer{}, err
-	}
-	if err := dec.Close(); err != nil {
-		return hdr, ltx.Trailer{}, fmt.Errorf("%s: %w", lf.key, err)
-	}
-	if _, err := io.Copy(io.Discard, rc); err != nil {
-		return hdr, ltx.Trailer{}, fmt.Errorf("%s: %w", lf.key, err)
-	}
-	return hdr, dec.Trailer(), nil
 }
 
 // checkSpace refuses a file whose database would not fit in the free space

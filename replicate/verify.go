@@ -62,9 +62,10 @@ type chainState struct {
 // within [maxPageCount], and, when both record database checksums, a
 // pre-apply checksum equal to the state's post-apply checksum.
 func (s *chainState) checkHeader(lf ltxFile, hdr ltx.Header) error {
+	if err := checkHeaderKey(lf, hdr); err != nil {
+		return err
+	}
 	switch {
-	case hdr.MinTXID != lf.minTXID || hdr.MaxTXID != lf.maxTXID:
-		return fmt.Errorf("%w: %s: header TXIDs %s-%s do not match the key", ErrChainBroken, lf.key, hdr.MinTXID, hdr.MaxTXID)
 	case s.files == 0 && !hdr.IsSnapshot():
 		return fmt.Errorf("%w: %s: first file is not a snapshot", ErrChainBroken, lf.key)
 	case s.files > 0 && (hdr.MinTXID > s.txid+1 || hdr.MaxTXID <= s.txid):
@@ -77,6 +78,15 @@ func (s *chainState) checkHeader(lf ltxFile, hdr ltx.Header) error {
 		hdr.MinTXID == s.txid+1 && hdr.PreApplyChecksum != s.checksum:
 		return fmt.Errorf("%w: %s: pre-apply checksum %s differs from the checksum %s after TXID %s",
 			ErrChainBroken, lf.key, hdr.PreApplyChecksum, s.checksum, s.txid)
+	}
+	return nil
+}
+
+// checkHeaderKey verifies that hdr, the header of lf, has the TXIDs of
+// its key.
+func checkHeaderKey(lf ltxFile, hdr ltx.Header) error {
+	if hdr.MinTXID != lf.minTXID || hdr.MaxTXID != lf.maxTXID {
+		return fmt.Errorf("%w: %s: header TXIDs %s-%s do not match the key", ErrChainBroken, lf.key, hdr.MinTXID, hdr.MaxTXID)
 	}
 	return nil
 }
