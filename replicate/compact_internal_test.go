@@ -1,7 +1,9 @@
 package replicate
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -283,10 +285,14 @@ func TestL0KeepsUncompacted(t *testing.T) {
 		L0Retention:         time.Minute,
 		Retention:           -1,
 	})
+	// The compactor's clock 1 s after a 10-minute boundary: the next one
+	// is not reached below, whatever the wall clock.
+	now := time.Now()
+	f.skew.Store(int64(now.Truncate(10*time.Minute).Add(10*time.Minute + time.Second).Sub(now)))
 	for i := range 3 {
 		f.commit(2 + i)
 	}
-	f.r.comp.runDue(f.ctx) // level 1 covers these; their deletion is due in a minute
+	f.r.comp.runDue(f.ctx) // level 1 covers these
 	top := f.files()[1][0].maxTXID
 	for i := range 4 {
 		f.commit(5 + i) // not covered until the next boundary
@@ -412,4 +418,57 @@ func TestCompactionAfterRestart(t *testing.T) {
 		t.Fatalf("L1 %v, want one file covering L0 %v", fileKeys(by[1]), fileKeys(by[0]))
 	}
 	f.restoreAt(RestoreOptions{})
+}
+
+// compactOnGet runs the compactor the first time a segment is read, as a
+// live writer may while a restore downloads: the segment is deleted
+// between the restore's listing and its GET.
+type compactOnGet struct {
+	Storage
+	once func()
+}
+
+func (s *compactOnGet) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if strings.Contains(key, "/0000/") && s.once != nil {
+		s.once()
+		s.once = nil
+	}
+	return s.Storage.Get(ctx, key, off, n)
+}
+
+// TestRestoreReplansDeleted: files of a restore's plan deleted by
+// compaction while it runs make it plan again from a new listing, and it
+// restores the latest state; it does not fail on the vanished object.
+func TestRestoreReplansDeleted(t *testing.T) {
+	f := newCompactFixture(t, Options{
+		SyncInterval:        SyncImmediately,
+		CompactionIntervals: []time.Duration{time.Minute},
+		L0Retention:         time.Minute,
+		Retention:           -1,
+	})
+	f.commit(3)
+	f.r.comp.runDue(f.ctx)
+	for i := range 3 {
+		f.commit(4 + i) // segments after level 1: the latest restore reads them
+	}
+	store := &compactOnGet{Storage: f.store, once: func() {
+		f.advance(3 * time.Minute) // level 1 due, its segments old enough to go
+		f.r.comp.runDue(f.ctx)
+		f.advance(3 * time.Minute)
+		f.r.comp.runDue(f.ctx)
+	}}
+	out := filepath.Join(t.TempDir(), "out.db")
+	res, err := Restore(f.ctx, store, "db", out, RestoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if store.once != nil {
+		t.Fatal("the restore read no segment: the test did not race it")
+	}
+	if res.TXID != f.d.TXID() || runSQLite(t, out, ".dump") != f.dumps[res.TXID] {
+		t.Fatalf("restored TXID %s, want %s with its state", res.TXID, f.d.TXID())
+	}
+	if got := f.r.Metrics().Deleted; got == 0 {
+		t.Fatal("compaction deleted no segment during the restore")
+	}
 }

@@ -130,27 +130,6 @@ func Restore(ctx context.Context, store Storage, name, output string, opts Resto
 		concurrency = DefaultRestoreConcurrency
 	}
 	rs := newRestoreStore(store, concurrency)
-	files, err := listLTXFiles(ctx, rs, name)
-	if err != nil {
-		return RestoreResult{}, fmt.Errorf("restore %s: %w", name, err)
-	}
-	if len(files) == 0 {
-		return RestoreResult{}, fmt.Errorf("restore %s: %w", name, ErrNoBackup)
-	}
-	var plan []ltxFile
-	if !opts.Timestamp.IsZero() {
-		plan, err = planTime(ctx, rs, files, opts.Timestamp)
-	} else {
-		plan, err = planTXID(files, opts.TXID)
-	}
-	if err != nil {
-		return RestoreResult{}, fmt.Errorf("restore %s: %w", name, err)
-	}
-	if err := verifyPlan(plan); err != nil {
-		return RestoreResult{}, fmt.Errorf("restore %s: %w", name, err)
-	}
-	log.Debug("restore plan", "db", name, "files", len(plan), "txid", plan[len(plan)-1].maxTXID.String())
-
 	for _, name := range removeStaleTemps(filepath.Dir(out), time.Now()) {
 		log.Info("removed a stale restore temporary file", "file", filepath.Join(filepath.Dir(out), name))
 	}
@@ -159,7 +138,21 @@ func Restore(ctx context.Context, store Storage, name, output string, opts Resto
 		return RestoreResult{}, fmt.Errorf("restore %s: %w", name, err)
 	}
 	defer removeDB(tmp.Name())
-	res, err := applyPlan(ctx, rs, tmp, out, files, plan, opts.Progress)
+	var res RestoreResult
+	for attempt := 1; ; attempt++ {
+		res, err = restoreInto(ctx, rs, tmp, name, out, opts, log)
+		if err == nil || !errors.Is(err, ErrNotExist) || attempt == maxReplans || ctx.Err() != nil {
+			break
+		}
+		// A file of the plan was deleted after the listing: the writer's
+		// compaction or retention superseded it. Plan again from a new
+		// listing; the state restored is the one asked for, or for a time,
+		// the newest restore point at or before it still kept.
+		log.Info("a file of the restore plan was deleted meanwhile (compaction or retention); planning again", "db", name, "error", err)
+		if err = resetTemp(tmp); err != nil {
+			break
+		}
+	}
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -187,6 +180,44 @@ func Restore(ctx context.Context, store Storage, name, output string, opts Resto
 		return RestoreResult{}, fmt.Errorf("restore %s: %w", out, err)
 	}
 	return res, nil
+}
+
+// maxReplans bounds the plans a restore makes when files of its plan are
+// deleted while it runs (a live target being compacted).
+const maxReplans = 3
+
+// restoreInto lists the target, plans and applies the plan into tmp.
+func restoreInto(ctx context.Context, rs *restoreStore, tmp *os.File, name, out string, opts RestoreOptions, log *slog.Logger) (RestoreResult, error) {
+	files, err := listLTXFiles(ctx, rs, name)
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	if len(files) == 0 {
+		return RestoreResult{}, ErrNoBackup
+	}
+	var plan []ltxFile
+	if !opts.Timestamp.IsZero() {
+		plan, err = planTime(ctx, rs, files, opts.Timestamp)
+	} else {
+		plan, err = planTXID(files, opts.TXID)
+	}
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	if err := verifyPlan(plan); err != nil {
+		return RestoreResult{}, err
+	}
+	log.Debug("restore plan", "db", name, "files", len(plan), "txid", plan[len(plan)-1].maxTXID.String())
+	return applyPlan(ctx, rs, tmp, out, files, plan, opts.Progress)
+}
+
+// resetTemp empties the restore's temporary file for another plan.
+func resetTemp(tmp *os.File) error {
+	if err := tmp.Truncate(0); err != nil {
+		return err
+	}
+	_, err := tmp.Seek(0, io.SeekStart)
+	return err
 }
 
 // checkOutput refuses an output that exists (unless force) or is in use:
