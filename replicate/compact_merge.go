@@ -65,14 +65,14 @@ func (c *compactor) merge(ctx context.Context, d *DB, l int, run []ltxFile) (ltx
 
 	rdrs := make([]io.Reader, len(run))
 	for i, f := range run {
-		rdrs[i] = bufio.NewReaderSize(io.NewSectionReader(in, offs[i], f.size), 4<<10)
+		rdrs[i] = io.NewSectionReader(in, offs[i], f.size) // local file: no read buffer
 	}
 	out, err := unlinkedTemp(dir, "walsync-compact-out-*")
 	if err != nil {
 		return ltxFile{}, err
 	}
 	defer out.Close()
-	bw := bufio.NewWriterSize(out, 32<<10)
+	bw := bufio.NewWriterSize(out, 16<<10)
 	comp, err := ltx.NewCompactor(bw, rdrs)
 	if err != nil {
 		return ltxFile{}, err
@@ -116,7 +116,7 @@ func download(ctx context.Context, store Storage, f ltxFile, w io.Writer) error 
 		return fmt.Errorf("download %s: %w", f.key, err)
 	}
 	defer rc.Close()
-	n, err := io.Copy(w, rc)
+	n, err := copyPooled(w, rc)
 	if err != nil {
 		return fmt.Errorf("download %s: %w", f.key, err)
 	}

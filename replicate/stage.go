@@ -56,7 +56,7 @@ func (s *stage) add(dir string, minTXID, maxTXID ltx.TXID, r io.ReadSeeker, size
 		s.dropLocked()
 		return
 	}
-	n, err := io.Copy(io.NewOffsetWriter(s.f, s.size), r)
+	n, err := copyPooled(io.NewOffsetWriter(s.f, s.size), r)
 	if err != nil || n != size {
 		s.dropLocked()
 		return
@@ -72,7 +72,7 @@ func (s *stage) copyTo(f ltxFile, w io.Writer) (bool, error) {
 	defer s.mu.Unlock()
 	for _, sf := range s.files {
 		if sf.minTXID == f.minTXID && sf.maxTXID == f.maxTXID && sf.size == f.size {
-			if _, err := io.Copy(w, io.NewSectionReader(s.f, sf.off, sf.size)); err != nil {
+			if _, err := copyPooled(w, io.NewSectionReader(s.f, sf.off, sf.size)); err != nil {
 				return false, fmt.Errorf("staged copy of %s: %w", f.key, err)
 			}
 			return true, nil
@@ -107,7 +107,7 @@ func (s *stage) release(dir string, top ltx.TXID) {
 	}
 	var off int64
 	for i, sf := range keep {
-		if _, err := io.Copy(io.NewOffsetWriter(nf, off), io.NewSectionReader(s.f, sf.off, sf.size)); err != nil {
+		if _, err := copyPooled(io.NewOffsetWriter(nf, off), io.NewSectionReader(s.f, sf.off, sf.size)); err != nil {
 			nf.Close()
 			s.dropLocked()
 			return
@@ -117,6 +117,17 @@ func (s *stage) release(dir string, top ltx.TXID) {
 	}
 	s.f.Close()
 	s.f, s.files, s.size = nf, keep, off
+}
+
+// copyBufs are the buffers of the copies of the stage and the compaction
+// inputs: one per copy in flight, not one allocation per copy.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyPooled is io.Copy with a pooled buffer.
+func copyPooled(w io.Writer, r io.Reader) (int64, error) {
+	b := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(b)
+	return io.CopyBuffer(w, r, *b)
 }
 
 // drop closes the stage, freeing its disk space.
