@@ -288,7 +288,7 @@ func TestL0KeepsUncompacted(t *testing.T) {
 	// The compactor's clock 1 s after a 10-minute boundary: the next one
 	// is not reached below, whatever the wall clock.
 	now := time.Now()
-	f.skew.Store(int64(now.Truncate(10*time.Minute).Add(10*time.Minute + time.Second).Sub(now)))
+	f.skew.Store(int64(now.Truncate(10 * time.Minute).Add(10*time.Minute + time.Second).Sub(now)))
 	for i := range 3 {
 		f.commit(2 + i)
 	}
