@@ -53,6 +53,7 @@ type compactState struct {
 	kept    time.Time                // last retention run
 	stage   *stage                   // local copies of segments not compacted yet (stage.go)
 	running bool                     // a job runs for the database
+	failing bool                     // the last job failed (and said so)
 	forgot  bool                     // the database was removed
 }
 
@@ -327,7 +328,7 @@ func (c *compactor) job(ctx context.Context, d *DB) {
 		if err != nil {
 			if ctx.Err() == nil {
 				c.r.metrics.compactionErrors.Add(1)
-				d.logger().Warn("compaction failed; retrying at the next boundary", "level", l, "error", err)
+				c.warn(d, "compaction failed; retrying at the next boundary", "level", l, "error", err)
 			}
 			c.update(d, func(st *compactState) { st.lastRun[l] = now })
 			return
@@ -343,17 +344,19 @@ func (c *compactor) job(ctx context.Context, d *DB) {
 			})
 		}
 	}
+	failed := false
 	if l0 != nil || c.l0Due(d, now) {
 		if err := c.enforceL0(ctx, d, l0, now); err != nil && ctx.Err() == nil {
+			failed = true
 			c.r.metrics.compactionErrors.Add(1)
-			d.logger().Warn("deleting compacted segments failed; retrying later", "error", err)
+			c.warn(d, "deleting compacted segments failed; retrying later", "error", err)
 			c.update(d, func(st *compactState) { st.l0Due = now.Add(c.intervals[0]) })
 		}
 	}
 	if st, ok := c.state(d); ok && !st.keepDue.IsZero() && !st.keepDue.After(now) {
 		if err := c.enforceRetention(ctx, d, now); err != nil && ctx.Err() == nil {
 			c.r.metrics.compactionErrors.Add(1)
-			d.logger().Warn("retention failed; retrying later", "error", err)
+			c.warn(d, "retention failed; retrying later", "error", err)
 			c.update(d, func(st *compactState) { st.keepDue = now.Add(c.retryEvery()) })
 			return
 		}
@@ -363,6 +366,22 @@ func (c *compactor) job(ctx context.Context, d *DB) {
 			}
 		})
 	}
+	if !failed {
+		c.update(d, func(st *compactState) { st.failing = false })
+	}
+}
+
+// warn logs a failed job of d at WARN, or at DEBUG while its jobs keep
+// failing (a target down for an hour must not log every 30 s per
+// database); the count is in the metrics either way.
+func (c *compactor) warn(d *DB, msg string, args ...any) {
+	repeat := false
+	c.update(d, func(st *compactState) { repeat, st.failing = st.failing, true })
+	if repeat {
+		d.debug(msg, args...)
+		return
+	}
+	d.logger().Warn(msg, args...)
 }
 
 // l0Due reports whether d's level-0 deletions are due at now.

@@ -2,8 +2,10 @@ package replicate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+
+	"github.com/walsync/walsync/internal/memstore"
 )
 
 // compactFixture is a replicated database whose compactor runs on a
@@ -472,5 +476,59 @@ func TestRestoreReplansDeleted(t *testing.T) {
 	}
 	if got := f.r.Metrics().Deleted; got == 0 {
 		t.Fatal("compaction deleted no segment during the restore")
+	}
+}
+
+// failingLists fails the LIST calls of a level while down is set.
+type failingLists struct {
+	Storage
+	down *atomic.Bool
+}
+
+func (s failingLists) List(ctx context.Context, prefix, startAfter string) iter.Seq2[ObjectInfo, error] {
+	if s.down.Load() && strings.HasSuffix(prefix, "/0000/") {
+		return func(yield func(ObjectInfo, error) bool) { yield(ObjectInfo{}, errors.New("injected: target down")) }
+	}
+	return s.Storage.List(ctx, prefix, startAfter)
+}
+
+// TestCompactionFailureLogsOnce: a compaction that keeps failing is
+// counted every time but logged at WARN once until one succeeds, and
+// the work is done once the target is back.
+func TestCompactionFailureLogsOnce(t *testing.T) {
+	var down atomic.Bool
+	f := &compactFixture{dumps: map[ltx.TXID]string{}, times: map[ltx.TXID]time.Time{}}
+	f.fixture = &fixture{t: t, ctx: context.Background(), dir: t.TempDir(), store: memstore.New(), log: &logBuffer{}}
+	f.path = filepath.Join(f.dir, "db.sqlite")
+	f.wrap = func(s Storage) Storage { return failingLists{Storage: s, down: &down} }
+	runSQLite(t, f.path, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER, v BLOB);")
+	f.openApp()
+	f.start(Options{SyncInterval: SyncImmediately, CompactionIntervals: []time.Duration{time.Minute}, Retention: -1})
+	f.r.comp.now = func() time.Time { return time.Now().Add(time.Duration(f.skew.Load())) }
+	f.record()
+
+	down.Store(true)
+	for range 3 {
+		f.commit(2)
+		f.r.comp.runDue(f.ctx)
+		f.advance(time.Minute)
+	}
+	if got := f.r.Metrics().CompactionErrors; got != 3 {
+		t.Fatalf("%d compaction errors counted, want 3", got)
+	}
+	if n := strings.Count(f.log.String(), `level=WARN msg="compaction failed`); n != 1 {
+		t.Fatalf("%d WARN lines for 3 failures, want 1:\n%s", n, f.log.String())
+	}
+	down.Store(false)
+	f.r.comp.runDue(f.ctx)
+	if by := f.files(); len(by[1]) != 1 || by[1][0].maxTXID != f.d.TXID() {
+		t.Fatalf("after the target is back: L1 %v, want one file up to %s", fileKeys(by[1]), f.d.TXID())
+	}
+	down.Store(true)
+	f.commit(2)
+	f.advance(time.Minute)
+	f.r.comp.runDue(f.ctx)
+	if n := strings.Count(f.log.String(), `level=WARN msg="compaction failed`); n != 2 {
+		t.Fatalf("%d WARN lines, want a second after the success", n)
 	}
 }
