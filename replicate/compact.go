@@ -50,7 +50,6 @@ type compactState struct {
 	lastRun [SnapshotLevel]time.Time // last compaction into level l
 	l0Due   time.Time                // level-0 deletions due (zero: none)
 	keepDue time.Time                // retention due (zero: none)
-	kept    time.Time                // last retention run
 	stage   *stage                   // local copies of segments not compacted yet (stage.go)
 	running bool                     // a job runs for the database
 	failing bool                     // the last job failed (and said so)
@@ -95,12 +94,10 @@ func (c *compactor) uploaded(d *DB, level int, txid ltx.TXID) {
 		st.top[0], st.known[0] = txid, true
 	}
 	if c.levels() == 0 && st.keepDue.IsZero() {
-		// No top level to follow: retention runs at most hourly while
-		// segments are uploaded.
-		st.keepDue = c.now()
-		if !st.kept.IsZero() {
-			st.keepDue = st.kept.Add(time.Hour)
-		}
+		// No top level to follow: retention runs an hour after the
+		// first segment since it last ran (the database stays in the
+		// set, at no cost, until then).
+		st.keepDue = c.now().Add(time.Hour)
 	}
 	c.mu.Unlock()
 	select {
@@ -362,7 +359,7 @@ func (c *compactor) job(ctx context.Context, d *DB) {
 		}
 		c.update(d, func(st *compactState) {
 			if !st.keepDue.After(now) {
-				st.keepDue, st.kept = time.Time{}, now
+				st.keepDue = time.Time{}
 			}
 		})
 	}

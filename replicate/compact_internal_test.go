@@ -532,3 +532,30 @@ func TestCompactionFailureLogsOnce(t *testing.T) {
 		t.Fatalf("%d WARN lines, want a second after the success", n)
 	}
 }
+
+// TestNoCompactionRetentionHourly: without compaction levels, retention
+// runs an hour after the first segment, not at every upload.
+func TestNoCompactionRetentionHourly(t *testing.T) {
+	f := newCompactFixture(t, Options{SyncInterval: SyncImmediately, CompactionIntervals: []time.Duration{}, Retention: time.Hour})
+	lists := func() int64 { return f.r.Metrics().Requests["LIST"] }
+	before := lists()
+	for range 5 {
+		f.commit(2)
+		f.r.comp.runDue(f.ctx)
+	}
+	if got := lists() - before; got != 0 {
+		t.Fatalf("%d LISTs within the first hour, want 0", got)
+	}
+	f.advance(time.Hour + time.Second)
+	f.r.comp.runDue(f.ctx)
+	if got := lists() - before; got != 1 {
+		t.Fatalf("%d LISTs after an hour, want 1 (one retention pass)", got)
+	}
+	for range 3 {
+		f.commit(1)
+		f.r.comp.runDue(f.ctx)
+	}
+	if got := lists() - before; got != 1 {
+		t.Fatalf("%d LISTs, want still 1", got)
+	}
+}
