@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -34,7 +35,8 @@ type compactor struct {
 	intervals []time.Duration // of levels 1..n
 	sem       chan struct{}   // the global budget of running jobs
 
-	now func() time.Time // the clock (tests move it)
+	now     func() time.Time // the clock (tests move it)
+	running atomic.Int64     // jobs running
 
 	mu     sync.Mutex
 	active map[*DB]*compactState // +checklocks:mu
@@ -146,24 +148,36 @@ func (c *compactor) run(ctx context.Context) {
 	defer wg.Wait()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	burst := false // jobs started since the last AfterCompactions
 	for {
 		now := c.now()
 		due, next := c.takeDue(now)
-		for _, d := range due {
+		for i, d := range due {
 			select {
 			case c.sem <- struct{}{}:
 			case <-ctx.Done():
-				c.putBack(due)
+				c.putBack(due[i:])
 				return
 			}
+			c.running.Add(1)
+			burst = true
 			wg.Go(func() {
 				defer func() { <-c.sem }()
 				c.job(ctx, d)
 				c.finish(d)
+				c.running.Add(-1)
 			})
 		}
 		if len(due) > 0 {
 			continue // jobs may have finished: look again
+		}
+		if burst && c.running.Load() == 0 {
+			// Every job of this boundary is done: give the memory of
+			// the merges back at once instead of at the scavenger's pace.
+			burst = false
+			if hook := c.r.opts.AfterCompactions; hook != nil {
+				hook()
+			}
 		}
 		wait := time.Hour
 		if !next.IsZero() {

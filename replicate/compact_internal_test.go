@@ -559,3 +559,58 @@ func TestNoCompactionRetentionHourly(t *testing.T) {
 		t.Fatalf("%d LISTs, want still 1", got)
 	}
 }
+
+// TestCompactorRuns: under Run, the compactor's own goroutine compacts
+// the segments of databases written through the scheduler, at most
+// CompactionConcurrency at a time, and calls AfterCompactions once the
+// jobs started together are done.
+func TestCompactorRuns(t *testing.T) {
+	ctx := context.Background()
+	store := memstore.New()
+	done := make(chan struct{}, 100)
+	r := New(store, Options{SyncInterval: SyncImmediately, CompactionIntervals: []time.Duration{time.Hour},
+		CompactionConcurrency: 2, Retention: -1, AfterCompactions: func() { done <- struct{}{} }})
+	defer r.Close()
+	dir := t.TempDir()
+	for i := range 6 {
+		p := filepath.Join(dir, fmt.Sprintf("%d.db", i))
+		runSQLite(t, p, "PRAGMA journal_mode=WAL; CREATE TABLE t(n INTEGER);")
+		if _, err := r.Add(ctx, p, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := runReplicator(t, r)
+	if err := r.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		runSQLite(t, filepath.Join(dir, fmt.Sprintf("%d.db", i)), "BEGIN; INSERT INTO t VALUES (1); INSERT INTO t VALUES (2); COMMIT;")
+	}
+	if err := r.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Every database's segments reach level 1 (first activity: at once).
+	for compacted := 0; compacted < 6; {
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Fatalf("%d of 6 databases compacted within a minute", compacted)
+		}
+		compacted = 0
+		for _, d := range r.DBs() {
+			files, err := listLevel(ctx, store, d.Name(), 1, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(files) > 0 && files[len(files)-1].maxTXID == d.TXID() {
+				compacted++
+			}
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.comp.running.Load(); got != 0 {
+		t.Fatalf("%d jobs still running after Run returned", got)
+	}
+}

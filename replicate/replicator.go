@@ -117,6 +117,13 @@ type Options struct {
 	// whole Retention.
 	L0Retention time.Duration
 
+	// AfterCompactions, if set, is called on the compactor's goroutine
+	// each time the compactions started together (at a level boundary)
+	// are all done. walsync watch gives the memory of the merges back to
+	// the system there (debug.FreeOSMemory); a library user rarely needs
+	// it.
+	AfterCompactions func()
+
 	// ShutdownTimeout bounds the final upload when [Replicator.Run] stops.
 	ShutdownTimeout time.Duration
 

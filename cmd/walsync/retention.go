@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -94,4 +95,9 @@ func (o *retentionOptions) apply(opts *replicate.Options) {
 	if o.l0Retention == 0 {
 		opts.L0Retention = -1
 	}
+	// A merge's memory (LTX decoders and an encoder) is garbage once the
+	// compactions of a boundary are done: give it back at once, one GC
+	// per boundary, so that the resident size between boundaries is what
+	// replication needs (docs/decisions.md).
+	opts.AfterCompactions = debug.FreeOSMemory
 }
