@@ -295,6 +295,7 @@ type hashResult struct {
 // part once in[i] is closed. It stops when ctx is done.
 func hashParts(ctx context.Context, file *os.File, size int64, in []chan struct{}) hashResult {
 	h := sha256.New()
+	buf := make([]byte, min(partWriteBuffer, max(size, 512)))
 	for i, ch := range in {
 		select {
 		case <-ch:
@@ -302,7 +303,7 @@ func hashParts(ctx context.Context, file *os.File, size int64, in []chan struct{
 			return hashResult{err: ctx.Err()}
 		}
 		off := int64(i) * partSize
-		if _, err := io.Copy(h, io.NewSectionReader(file, off, min(partSize, size-off))); err != nil {
+		if _, err := io.CopyBuffer(h, io.NewSectionReader(file, off, min(partSize, size-off)), buf); err != nil {
 			return hashResult{err: err}
 		}
 	}
@@ -344,13 +345,24 @@ func readEnds(file *os.File, lf ltxFile) (ltx.Header, ltx.Trailer, error) {
 // downloadPart copies bytes off..off+n of key into file at the same
 // offset, resuming a failed read where it stopped, up to getRetry.attempts
 // times.
+// partWriteBuffer is the buffer of each ranged part's writes, and of the
+// hash's reads of the parts.
+const partWriteBuffer = 256 << 10
+
 func (f *fetcher) downloadPart(ctx context.Context, file *os.File, key string, off, n int64) error {
 	var done int64
 	for retries := 0; ; retries++ {
 		rc, err := f.store.Get(ctx, key, off+done, n-done)
 		if err == nil {
 			var w int64
-			w, err = io.Copy(io.NewOffsetWriter(file, off+done), io.LimitReader(rc, n-done))
+			// Coalesce the body's reads into large writes: a network read
+			// returns a few KiB, a pwrite each would cost more than the copy.
+			bw := bufio.NewWriterSize(io.NewOffsetWriter(file, off+done), int(min(partWriteBuffer, max(n-done, 16))))
+			w, err = io.Copy(bw, io.LimitReader(rc, n-done))
+			if ferr := bw.Flush(); err == nil {
+				err = ferr
+			}
+			w -= int64(bw.Buffered())
 			rc.Close()
 			done += w
 			f.written.Add(w)
