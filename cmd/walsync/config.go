@@ -226,3 +226,24 @@ func metricsField(c *config.Config) string {
 	}
 	return "metrics-addr"
 }
+
+// configDBOptions returns the overrides of a config file's database entry.
+func configDBOptions(db config.Database) replicate.DBOptions {
+	var opts replicate.DBOptions
+	if v := db.SyncInterval; v != nil {
+		opts.SyncInterval = *v
+		if *v == 0 {
+			opts.SyncInterval = replicate.SyncImmediately
+		}
+	}
+	if v := db.SnapshotInterval; v != nil {
+		opts.SnapshotInterval = *v
+	}
+	if v := db.Retention; v != nil {
+		opts.Retention = *v
+		if *v == 0 {
+			opts.Retention = -1 // keep everything
+		}
+	}
+	return opts
+}

@@ -181,27 +181,6 @@ func dirWouldName(name, pattern string) bool {
 	return ok
 }
 
-// configDBOptions returns the overrides of a config file's database entry.
-func configDBOptions(db config.Database) replicate.DBOptions {
-	var opts replicate.DBOptions
-	if v := db.SyncInterval; v != nil {
-		opts.SyncInterval = *v
-		if *v == 0 {
-			opts.SyncInterval = replicate.SyncImmediately
-		}
-	}
-	if v := db.SnapshotInterval; v != nil {
-		opts.SnapshotInterval = *v
-	}
-	if v := db.Retention; v != nil {
-		opts.Retention = *v
-		if *v == 0 {
-			opts.Retention = -1 // keep everything
-		}
-	}
-	return opts
-}
-
 // errStopped ends the wait for missing databases.
 var errStopped = errors.New("stopped")
 
