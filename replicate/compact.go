@@ -35,8 +35,9 @@ type compactor struct {
 	intervals []time.Duration // of levels 1..n
 	sem       chan struct{}   // the global budget of running jobs
 
-	now     func() time.Time // the clock (tests move it)
-	running atomic.Int64     // jobs running
+	now       func() time.Time // the clock (tests move it)
+	hookEvery time.Duration    // least time between two AfterCompactions calls
+	running   atomic.Int64     // jobs running
 
 	mu     sync.Mutex
 	active map[*DB]*compactState // +checklocks:mu
@@ -58,6 +59,9 @@ type compactState struct {
 	forgot  bool                     // the database was removed
 }
 
+// minHookInterval is the least time between two AfterCompactions calls.
+const minHookInterval = 5 * time.Second
+
 // maxMergeInputs bounds the files merged into one output: memory grows
 // with the inputs (a page buffer each). A longer run is merged into
 // several files of the same level.
@@ -69,6 +73,7 @@ func newCompactor(r *Replicator) *compactor {
 		intervals: r.opts.CompactionIntervals,
 		sem:       make(chan struct{}, r.opts.CompactionConcurrency),
 		now:       time.Now,
+		hookEvery: minHookInterval,
 		active:    make(map[*DB]*compactState),
 		kick:      make(chan struct{}, 1),
 	}
@@ -149,6 +154,7 @@ func (c *compactor) run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	burst := false // jobs started since the last AfterCompactions
+	var hooked time.Time
 	for {
 		now := c.now()
 		due, next := c.takeDue(now)
@@ -171,10 +177,12 @@ func (c *compactor) run(ctx context.Context) {
 		if len(due) > 0 {
 			continue // jobs may have finished: look again
 		}
-		if burst && c.running.Load() == 0 {
+		if burst && c.running.Load() == 0 && time.Since(hooked) >= c.hookEvery {
 			// Every job of this boundary is done: give the memory of
-			// the merges back at once instead of at the scavenger's pace.
-			burst = false
+			// the merges back at once instead of at the scavenger's pace
+			// (at most every minHookInterval: short intervals would
+			// otherwise force a GC several times a second).
+			burst, hooked = false, time.Now()
 			if hook := c.r.opts.AfterCompactions; hook != nil {
 				hook()
 			}
