@@ -133,6 +133,20 @@ func (c *compactor) stageSegment(d *DB, minTXID, maxTXID ltx.TXID, r io.ReadSeek
 	sg.add(c.r.opts.SpoolDir, minTXID, maxTXID, r, size)
 }
 
+// close drops every database's state and frees the stages' disk space
+// (Run has returned: no job runs).
+func (c *compactor) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for d, st := range c.active {
+		st.forgot = true
+		if st.stage != nil {
+			st.stage.drop()
+		}
+		delete(c.active, d)
+	}
+}
+
 // forget drops d; a running job finds it gone and stops.
 func (c *compactor) forget(d *DB) {
 	c.mu.Lock()

@@ -614,4 +614,10 @@ func TestCompactorRuns(t *testing.T) {
 	if got := r.comp.running.Load(); got != 0 {
 		t.Fatalf("%d jobs still running after Run returned", got)
 	}
+	r.comp.mu.Lock()
+	n := len(r.comp.active)
+	r.comp.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d databases (and their stage files) kept after Run returned", n)
+	}
 }

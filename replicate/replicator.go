@@ -538,6 +538,7 @@ func (r *Replicator) Close() error {
 		r.fence.close()
 	}
 	errs = append(errs, r.watch.close())
+	r.comp.close()
 	return errors.Join(errs...)
 }
 
