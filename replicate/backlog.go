@@ -230,7 +230,8 @@ func (d *DB) uploadBacklog(ctx context.Context) (int, error) {
 		}
 		n++
 		if rec.level == SegmentLevel {
-			d.r.comp.stageSegment(d, rec.minTXID, rec.maxTXID, rd, rec.size)
+			// A reader of its own, as in put.
+			d.r.comp.stageSegment(d, rec.minTXID, rec.maxTXID, io.NewSectionReader(rd, 0, rec.size), rec.size)
 		}
 		d.uploaded(rec.level, rec.maxTXID, rec.size, rec.readAt)
 		d.bl.pop(d.r, rec)

@@ -161,7 +161,11 @@ func (d *DB) put(ctx context.Context, seg *segment) error {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
 	if seg.level == SegmentLevel {
-		d.r.comp.stageSegment(d, seg.minTXID, seg.maxTXID, rd, seg.data.Size())
+		// A reader of its own: the one the upload read may still be
+		// touched by the HTTP transport's goroutines.
+		if copyRd, err := seg.data.Reader(); err == nil {
+			d.r.comp.stageSegment(d, seg.minTXID, seg.maxTXID, copyRd, seg.data.Size())
+		}
 	}
 	d.uploaded(seg.level, seg.maxTXID, seg.data.Size(), seg.readAt)
 	return nil
