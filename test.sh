@@ -68,6 +68,10 @@ set -e
 grep -E '^(ok|FAIL|---|panic:|\s+--- FAIL)' "$log" | grep -v -- '--- PASS' || true
 if [ "$status" != 0 ]; then
 	grep -B2 -A30 -E -- '--- FAIL|^panic:' "$log" | head -300 >&2 || true
+	# The messages of a failed test, wherever they are in the log.
+	grep -n -E -- 'MODEL FAILURE|WARNING: DATA RACE|race detected|_test\.go:[0-9]+: .*(want|fail|exit|differ|refus)' "$log" | head -40 >&2 || true
+	keep="${TMPDIR:-/tmp}/walsync-test-failed.log"
+	cp "$log" "$keep" && echo "test.sh: the whole log is in $keep" >&2
 	echo "test.sh: go test failed" >&2
 	exit 1
 fi
