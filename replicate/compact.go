@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -542,21 +543,11 @@ func listLevel(ctx context.Context, store Storage, name string, level int, after
 	}
 	slices.SortFunc(files, func(a, b ltxFile) int {
 		if a.minTXID != b.minTXID {
-			return cmpTXID(a.minTXID, b.minTXID)
+			return cmp.Compare(a.minTXID, b.minTXID)
 		}
-		return cmpTXID(a.maxTXID, b.maxTXID)
+		return cmp.Compare(a.maxTXID, b.maxTXID)
 	})
 	return files, nil
-}
-
-func cmpTXID(a, b ltx.TXID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // errCompactionGone is returned when the database was removed while its

@@ -56,7 +56,7 @@ func (f *compactFixture) record() {
 // files lists the database's LTX files by level.
 func (f *compactFixture) files() map[int][]ltxFile {
 	f.t.Helper()
-	all, err := listAllLevels(f.ctx, f.store, "db")
+	all, err := listLTXFiles(f.ctx, f.store, "db")
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -30,7 +29,7 @@ const mergeSpillEntries = 16 << 10
 // uploaded. Memory does not grow with the database or the files.
 func (c *compactor) merge(ctx context.Context, d *DB, l int, run []ltxFile) (ltxFile, error) {
 	dir := c.r.opts.SpoolDir
-	in, err := unlinkedTemp(dir, "walsync-compact-in-*")
+	in, err := createUnlinked(dir, "walsync-compact-in-*")
 	if err != nil {
 		return ltxFile{}, err
 	}
@@ -67,7 +66,7 @@ func (c *compactor) merge(ctx context.Context, d *DB, l int, run []ltxFile) (ltx
 	for i, f := range run {
 		rdrs[i] = io.NewSectionReader(in, offs[i], f.size) // local file: no read buffer
 	}
-	out, err := unlinkedTemp(dir, "walsync-compact-out-*")
+	out, err := createUnlinked(dir, "walsync-compact-out-*")
 	if err != nil {
 		return ltxFile{}, err
 	}
@@ -124,18 +123,4 @@ func download(ctx context.Context, store Storage, f ltxFile, w io.Writer) error 
 		return fmt.Errorf("download %s: %d bytes, listed as %d", f.key, n, f.size)
 	}
 	return nil
-}
-
-// unlinkedTemp creates a file in dir and removes its name at once: the
-// space is freed when it is closed, whatever happens to the process.
-func unlinkedTemp(dir, pattern string) (*os.File, error) {
-	f, err := os.CreateTemp(dir, pattern)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Remove(f.Name()); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }

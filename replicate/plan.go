@@ -50,7 +50,7 @@ func listLTXFiles(ctx context.Context, store Storage, name string) ([]ltxFile, e
 		if err != nil || (level == SnapshotLevel && f.minTXID != 1) {
 			continue
 		}
-		f.size = obj.Size
+		f.size, f.modTime = obj.Size, obj.ModTime
 		files = append(files, f)
 	}
 	slices.SortFunc(files, func(a, b ltxFile) int {

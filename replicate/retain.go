@@ -3,7 +3,6 @@ package replicate
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -77,7 +76,7 @@ func (c *compactor) enforceRetention(ctx context.Context, d *DB, now time.Time) 
 	if keep < 0 {
 		return nil
 	}
-	files, err := listAllLevels(ctx, c.r.store, d.name)
+	files, err := listLTXFiles(ctx, c.r.store, d.name)
 	if err != nil {
 		return err
 	}
@@ -136,32 +135,4 @@ func (c *compactor) delete(ctx context.Context, d *DB, keys []string) error {
 	c.r.metrics.deleted.Add(int64(len(keys)))
 	d.debug("deleted", "files", len(keys), "first", keys[0])
 	return nil
-}
-
-// listAllLevels lists every LTX file of a database, with one LIST of its
-// prefix; keys that are not LTX files of one of its levels are ignored
-// (never deleted).
-func listAllLevels(ctx context.Context, store Storage, name string) ([]ltxFile, error) {
-	prefix := name + "/"
-	var files []ltxFile
-	for obj, err := range store.List(ctx, prefix, "") {
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", prefix, err)
-		}
-		rest, ok := strings.CutPrefix(obj.Key, prefix)
-		if !ok || len(rest) < 5 || rest[4] != '/' {
-			continue
-		}
-		level, ok := parseLevel(rest[:4])
-		if !ok {
-			continue
-		}
-		f, err := parseLTXKey(prefix+rest[:5], obj.Key, level)
-		if err != nil || (level == SnapshotLevel && f.minTXID != 1) {
-			continue
-		}
-		f.size, f.modTime = obj.Size, obj.ModTime
-		files = append(files, f)
-	}
-	return files, nil
 }

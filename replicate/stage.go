@@ -46,7 +46,7 @@ func (s *stage) add(dir string, minTXID, maxTXID ltx.TXID, r io.ReadSeeker, size
 		return
 	}
 	if s.f == nil {
-		f, err := unlinkedTemp(dir, "walsync-stage-*")
+		f, err := createUnlinked(dir, "walsync-stage-*")
 		if err != nil {
 			return
 		}
@@ -100,7 +100,7 @@ func (s *stage) release(dir string, top ltx.TXID) {
 	if len(keep) == len(s.files) {
 		return
 	}
-	nf, err := unlinkedTemp(dir, "walsync-stage-*")
+	nf, err := createUnlinked(dir, "walsync-stage-*")
 	if err != nil {
 		s.dropLocked()
 		return
