@@ -294,7 +294,7 @@ func (c *compactor) dueAt(st *compactState) (time.Time, bool) {
 		}
 	}
 	for l := 1; l <= c.levels(); l++ {
-		if st.known[l] && st.known[l-1] && st.top[l-1] <= st.top[l] {
+		if st.caughtUp(l) {
 			continue
 		}
 		if !st.known[l-1] && !st.known[l] {
@@ -309,6 +309,12 @@ func (c *compactor) dueAt(st *compactState) (time.Time, bool) {
 		take(st.keepDue)
 	}
 	return at, found
+}
+
+// caughtUp reports whether level l holds everything level l-1 does, as
+// far as the compactor knows.
+func (st *compactState) caughtUp(l int) bool {
+	return st.known[l] && st.known[l-1] && st.top[l-1] <= st.top[l]
 }
 
 // nextBoundary returns the first multiple of interval after last, or the
@@ -352,7 +358,7 @@ func (c *compactor) job(ctx context.Context, d *DB) {
 		if !ok || ctx.Err() != nil {
 			return
 		}
-		if st.known[l] && st.known[l-1] && st.top[l-1] <= st.top[l] {
+		if st.caughtUp(l) {
 			continue
 		}
 		if nextBoundary(st.lastRun[l], c.intervals[l-1]).After(now) {
@@ -473,10 +479,9 @@ func (c *compactor) compactLevel(ctx context.Context, d *DB, l int) ([]ltxFile, 
 		return nil, err
 	}
 	top := st.top[l]
-	for _, f := range src {
-		if f.maxTXID > st.top[l-1] {
-			c.update(d, func(st *compactState) { st.top[l-1], st.known[l-1] = max(st.top[l-1], f.maxTXID), true })
-		}
+	if len(src) > 0 {
+		newest := slices.MaxFunc(src, func(a, b ltxFile) int { return cmp.Compare(a.maxTXID, b.maxTXID) }).maxTXID
+		c.update(d, func(st *compactState) { st.top[l-1], st.known[l-1] = max(st.top[l-1], newest), true })
 	}
 	now := c.now()
 	for {
