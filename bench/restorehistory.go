@@ -42,25 +42,11 @@ func (d *depth) build(ctx context.Context, reps []*replica) error {
 	// The application (the writer) runs first, as in production.
 	var wdone chan error
 	if d.history > 0 {
-		wctx, wcancel := context.WithCancel(ctx)
-		var wready <-chan struct{}
-		wready, wdone, err = startWriter(wctx, cfg.Exe, wcfg, wlog)
-		if err != nil {
-			wcancel()
+		var stopWriter func()
+		if wdone, stopWriter, err = startReadyWriter(ctx, cfg.Exe, wcfg, wlog); err != nil {
 			return err
 		}
-		defer func() {
-			wcancel()
-			<-wdone
-		}()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-wdone:
-			wdone <- err
-			return fmt.Errorf("writer ended before it was ready: %v", err)
-		case <-wready:
-		}
+		defer stopWriter()
 	}
 
 	for _, r := range reps {

@@ -50,24 +50,11 @@ func (r *run) measure(ctx context.Context, tl tool, row *Row) error {
 
 	// The application (the writer) runs first, as in production; the
 	// tool starts once its connections are open.
-	wctx, wcancel := context.WithCancel(ctx)
-	wready, wdone, err := startWriter(wctx, cfg.Exe, wcfg, logf)
+	wdone, stopWriter, err := startReadyWriter(ctx, cfg.Exe, wcfg, logf)
 	if err != nil {
-		wcancel()
-		return err
+		return fmt.Errorf("%w; last log line: %s", err, lastLogLine(logPath))
 	}
-	defer func() {
-		wcancel()
-		<-wdone
-	}()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case err := <-wdone:
-		wdone <- err
-		return fmt.Errorf("writer ended before it was ready: %v; last log line: %s", err, lastLogLine(logPath))
-	case <-wready:
-	}
+	defer stopWriter()
 
 	// The durability clock runs from before the tool starts to after it
 	// exited.
@@ -211,6 +198,32 @@ func initDatabases(ctx context.Context, exe string, w WriterConfig, log io.Write
 
 // startWriter starts `walsync bench-writer` for the load. ready is closed
 // once its connections are open; done receives its result.
+// startReadyWriter starts the writer and waits until it is ready. The
+// caller calls stop (cancel and wait) when done; done receives the writer's
+// end, which the caller puts back if it reads it before stop.
+func startReadyWriter(ctx context.Context, exe string, w WriterConfig, log io.Writer) (done chan error, stop func(), err error) {
+	wctx, cancel := context.WithCancel(ctx)
+	ready, done, err := startWriter(wctx, exe, w, log)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	stop = func() {
+		cancel()
+		<-done
+	}
+	select {
+	case <-ctx.Done():
+		stop()
+		return nil, nil, ctx.Err()
+	case err := <-done:
+		cancel()
+		return nil, nil, fmt.Errorf("writer ended before it was ready: %v", err)
+	case <-ready:
+	}
+	return done, stop, nil
+}
+
 func startWriter(ctx context.Context, exe string, w WriterConfig, log io.Writer) (ready <-chan struct{}, done chan error, err error) {
 	args := []string{"bench-writer", "--dir", w.Dir, "--dbs", strconv.Itoa(w.DBs),
 		"--active", strconv.Itoa(w.Active), "--rate", strconv.FormatFloat(w.Rate, 'g', -1, 64),
