@@ -489,6 +489,7 @@ func (c *compactor) compactLevel(ctx context.Context, d *DB, l int) ([]ltxFile, 
 		if len(run) == 0 {
 			break
 		}
+		c.giveWay(ctx)
 		out, err := c.merge(ctx, d, l, run)
 		if err != nil {
 			return nil, err
@@ -506,6 +507,24 @@ func (c *compactor) compactLevel(ctx context.Context, d *DB, l int) ([]ltxFile, 
 	c.update(d, func(st *compactState) { st.lastRun[l] = now })
 	return src, nil
 }
+
+// giveWay waits, at most maxGiveWay, while syncs run: replication comes
+// first, and a merge (CPU and disk) started while a large segment is
+// captured and uploaded delays that segment. The bound keeps a database
+// written without pause from starving compaction.
+func (c *compactor) giveWay(ctx context.Context) {
+	deadline := time.Now().Add(maxGiveWay)
+	for c.r.sched.syncing.Load() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// maxGiveWay bounds the wait of one merge for the syncs running.
+const maxGiveWay = 2 * time.Second
 
 // compactionRun returns the files of src (one level, sorted by TXID) to
 // merge next into a level whose newest TXID is top: the first file ending

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,8 @@ type scheduler struct {
 
 	kick chan struct{}
 	work chan *DB
+
+	syncing atomic.Int64 // syncs running (the compactor gives way to them)
 }
 
 // schedState is the scheduling state of one database (guarded by
@@ -229,7 +232,9 @@ func (s *scheduler) worker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case d := <-s.work:
+			s.syncing.Add(1)
 			err := d.syncWith(ctx, s.flushing(d))
+			s.syncing.Add(-1)
 			s.done(d, err)
 			if err == nil {
 				d.r.afterSync(d)
